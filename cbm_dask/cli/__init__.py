@@ -1,0 +1,1 @@
+"""The ``cbm`` command line."""

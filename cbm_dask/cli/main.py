@@ -1,0 +1,32 @@
+"""Entry point of the ``cbm`` command line."""
+
+from __future__ import annotations
+
+import logging
+
+import click
+
+from cbm_dask import config
+from cbm_dask._version import __version__
+from cbm_dask.cli.db import db
+from cbm_dask.cli.options import CbmGroup
+from cbm_dask.cli.parcels import datasets, parcels
+
+
+@click.group(cls=CbmGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
+@click.option("-q", "--quiet", is_flag=True, help="Only errors.")
+@click.version_option(__version__, "--version", prog_name="cbm")
+def cli(verbose: int, quiet: bool) -> None:
+    """cbm_dask: Checks by Monitoring on Dask and PostGIS."""
+    level = str(config.get("log-level", "WARNING")).upper()
+    if verbose:
+        level = "DEBUG" if verbose > 1 else "INFO"
+    if quiet:
+        level = "ERROR"
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+
+
+cli.add_command(db)
+cli.add_command(parcels)
+cli.add_command(datasets)

@@ -1,0 +1,47 @@
+"""Options shared by cbm commands (rio-style registry) and output helpers."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from cbm_dask.errors import CbmError
+
+console = Console(soft_wrap=True)
+
+json_opt = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+dataset_opt = click.option(
+    "--dataset", "-d", required=True, metavar="NAME", help="Name of the parcel dataset."
+)
+
+
+class CbmGroup(click.Group):
+    """A click group that turns cbm errors into one readable line and exit status 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except CbmError as exc:
+            logging.getLogger("cbm_dask").debug("error details", exc_info=True)
+            raise click.ClickException(str(exc)) from exc
+
+
+def print_json(value: Any) -> None:
+    """Print ``value`` as indented JSON (dates as ISO text)."""
+    click.echo(json.dumps(value, indent=2, default=str, ensure_ascii=False))
+
+
+def print_table(title: str, rows: list[dict[str, Any]], columns: list[str] | None = None) -> None:
+    """Print rows as a rich table."""
+    columns = columns or (list(rows[0]) if rows else [])
+    table = Table(title=title, title_justify="left")
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(*("" if row.get(c) is None else str(row.get(c)) for c in columns))
+    console.print(table)

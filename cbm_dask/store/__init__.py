@@ -1,0 +1,1 @@
+"""Persistence: the PostGIS database (embedded or external), its schema and bulk loads."""

@@ -1,0 +1,276 @@
+"""SQLAlchemy 2 models of the cbm schema (the migrations in ``migrations/`` create it).
+
+Signatures and SCL histograms are partitioned: LIST on ``dataset_id`` (one
+partition per country-year dataset, created with the dataset), and each dataset
+partition HASH-partitioned on ``pid`` so that one parcel's whole time series is
+read from one small index (see ``docs/decisions/0003-signature-storage.md``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from geoalchemy2 import Geometry
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    Date,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    REAL,
+    SmallInteger,
+    Text,
+    UniqueConstraint,
+    func,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+__all__ = [
+    "Base",
+    "Dataset",
+    "Parcel",
+    "Image",
+    "Extraction",
+    "Signature",
+    "SclHistogram",
+    "Marker",
+    "Decision",
+    "User",
+    "ApiKey",
+    "EXTRACTION_STATES",
+    "TRAFFIC_LIGHTS",
+]
+
+EXTRACTION_STATES = ("pending", "running", "extracted", "failed")
+TRAFFIC_LIGHTS = ("green", "yellow", "red")
+
+
+class Base(DeclarativeBase):
+    """Declarative base of all cbm tables."""
+
+    type_annotation_map = {dict[str, Any]: JSONB}
+
+
+class Dataset(Base):
+    """A set of declared parcels: one AOI (country/region) and declaration year."""
+
+    __tablename__ = "datasets"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(Text, unique=True)
+    aoi: Mapped[str | None] = mapped_column(Text)
+    year: Mapped[int | None] = mapped_column(SmallInteger)
+    srid: Mapped[int] = mapped_column(Integer)
+    crs: Mapped[str] = mapped_column(Text)
+    source_file: Mapped[str] = mapped_column(Text)
+    layer: Mapped[str | None] = mapped_column(Text)
+    column_mapping: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    parcel_count: Mapped[int] = mapped_column(Integer, default=0)
+    load_report: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+    created_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+
+
+class Parcel(Base):
+    """A declared parcel; ``pid`` is the compact key every time series refers to."""
+
+    __tablename__ = "parcels"
+    __table_args__ = (
+        UniqueConstraint("dataset_id", "parcel_id", name="uq_parcels_dataset_parcel"),
+        Index("ix_parcels_geom_4326", "geom_4326", postgresql_using="gist"),
+        Index("ix_parcels_dataset_crop", "dataset_id", "crop_code"),
+    )
+
+    pid: Mapped[int] = mapped_column(Integer, primary_key=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"))
+    parcel_id: Mapped[str] = mapped_column(Text)
+    crop_code: Mapped[str | None] = mapped_column(Text)
+    crop_name: Mapped[str | None] = mapped_column(Text)
+    scheme: Mapped[str | None] = mapped_column(Text)
+    practice: Mapped[str | None] = mapped_column(Text)
+    area_m2: Mapped[float] = mapped_column(Float)
+    # Native CRS of the dataset (SRID per row, equal to datasets.srid).
+    geom: Mapped[Any] = mapped_column(Geometry("MULTIPOLYGON", srid=-1, spatial_index=False))
+    geom_4326: Mapped[Any] = mapped_column(
+        Geometry("MULTIPOLYGON", srid=4326, spatial_index=False)
+    )
+    attributes: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+
+
+class Image(Base):
+    """A catalogued Sentinel scene (the JRC ``dias_catalogue``)."""
+
+    __tablename__ = "images"
+    __table_args__ = (
+        UniqueConstraint("collection", "item_id", name="uq_images_collection_item"),
+        Index("ix_images_footprint", "footprint", postgresql_using="gist"),
+        Index("ix_images_datetime", "datetime"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    collection: Mapped[str] = mapped_column(Text)
+    item_id: Mapped[str] = mapped_column(Text)
+    datetime: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    platform: Mapped[str | None] = mapped_column(Text)
+    card: Mapped[str] = mapped_column(Text)  # s2, bs (S1 backscatter), c6 (S1 coherence)
+    tile: Mapped[str | None] = mapped_column(Text)
+    orbit: Mapped[int | None] = mapped_column(Integer)
+    epsg: Mapped[int | None] = mapped_column(Integer)
+    cloud_cover: Mapped[float | None] = mapped_column(REAL)
+    processing_baseline: Mapped[str | None] = mapped_column(Text)
+    footprint: Mapped[Any] = mapped_column(
+        Geometry("MULTIPOLYGON", srid=4326, spatial_index=False)
+    )
+    assets: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    properties: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    status: Mapped[str] = mapped_column(Text, server_default="catalogued")
+    created_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+    updated_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+
+
+class Extraction(Base):
+    """Extraction status of one image for one dataset (the unit of work)."""
+
+    __tablename__ = "extractions"
+    __table_args__ = (
+        CheckConstraint(
+            "status IN ('pending', 'running', 'extracted', 'failed')",
+            name="ck_extractions_status",
+        ),
+        Index("ix_extractions_status", "status", "dataset_id"),
+    )
+
+    dataset_id: Mapped[int] = mapped_column(
+        ForeignKey("datasets.id", ondelete="CASCADE"), primary_key=True
+    )
+    image_id: Mapped[int] = mapped_column(
+        ForeignKey("images.id", ondelete="CASCADE"), primary_key=True
+    )
+    status: Mapped[str] = mapped_column(Text, server_default="pending")
+    worker: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+    claimed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    row_count: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class Signature(Base):
+    """Statistics of one band of one image over one parcel (partitioned, see module doc)."""
+
+    __tablename__ = "signatures"
+    __table_args__ = {"postgresql_partition_by": "LIST (dataset_id)"}
+
+    dataset_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    pid: Mapped[int] = mapped_column(Integer, primary_key=True)
+    image_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    band: Mapped[str] = mapped_column(Text, primary_key=True)
+    count: Mapped[int] = mapped_column(Integer)
+    mean: Mapped[float | None] = mapped_column(REAL)
+    std: Mapped[float | None] = mapped_column(REAL)
+    min: Mapped[float | None] = mapped_column(REAL)
+    max: Mapped[float | None] = mapped_column(REAL)
+    p25: Mapped[float | None] = mapped_column(REAL)
+    p50: Mapped[float | None] = mapped_column(REAL)
+    p75: Mapped[float | None] = mapped_column(REAL)
+
+
+class SclHistogram(Base):
+    """Pixel count per Sentinel-2 scene-classification class inside a parcel."""
+
+    __tablename__ = "scl_histograms"
+    __table_args__ = {"postgresql_partition_by": "LIST (dataset_id)"}
+
+    dataset_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    pid: Mapped[int] = mapped_column(Integer, primary_key=True)
+    image_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # {"4": 120, "8": 3, ...}: class value (as text, as the JRC API serves it) -> pixels
+    hist: Mapped[dict[str, Any]] = mapped_column(JSONB)
+
+
+class Marker(Base):
+    """A detected event or state in a parcel's time series (mowing, harvest ...)."""
+
+    __tablename__ = "markers"
+    __table_args__ = (Index("ix_markers_parcel", "dataset_id", "pid", "marker"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"))
+    pid: Mapped[int] = mapped_column(ForeignKey("parcels.pid", ondelete="CASCADE"))
+    marker: Mapped[str] = mapped_column(Text)
+    date_start: Mapped[dt.date | None] = mapped_column(Date)
+    date_main: Mapped[dt.date | None] = mapped_column(Date)
+    date_end: Mapped[dt.date | None] = mapped_column(Date)
+    confidence: Mapped[float | None] = mapped_column(REAL)
+    values: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+    method: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+
+
+class Decision(Base):
+    """The traffic light for one parcel's declaration, with reasons and evidence."""
+
+    __tablename__ = "decisions"
+    __table_args__ = (
+        CheckConstraint("light IN ('green', 'yellow', 'red')", name="ck_decisions_light"),
+        Index("ix_decisions_parcel", "dataset_id", "pid"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"))
+    pid: Mapped[int] = mapped_column(ForeignKey("parcels.pid", ondelete="CASCADE"))
+    light: Mapped[str] = mapped_column(Text)
+    reasons: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+    evidence: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+    rule_set: Mapped[str] = mapped_column(Text)
+    decided_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+
+
+class User(Base):
+    """A person or service using the API."""
+
+    __tablename__ = "users"
+    __table_args__ = (
+        CheckConstraint("role IN ('admin', 'analyst', 'viewer')", name="ck_users_role"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(Text, unique=True)
+    email: Mapped[str | None] = mapped_column(Text)
+    role: Mapped[str] = mapped_column(Text, server_default="viewer")
+    active: Mapped[bool] = mapped_column(Boolean, server_default="true")
+    created_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+
+
+class ApiKey(Base):
+    """An API key; only its SHA-256 digest is stored."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    key_hash: Mapped[str] = mapped_column(Text, unique=True)
+    prefix: Mapped[str] = mapped_column(Text)
+    label: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+    expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    last_used_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))

@@ -1,0 +1,373 @@
+"""Loading parcel datasets into PostGIS (COPY, one transaction) and reading them back."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import pandas as pd
+import shapely
+import sqlalchemy as sa
+
+from cbm_dask import config
+from cbm_dask.errors import DatasetExistsError, DatasetNotFoundError, InputError
+from cbm_dask.store.engine import get_engine
+from cbm_dask.store.partitions import create_dataset_partitions, drop_dataset_partitions
+from cbm_dask.zones import ColumnMapping, detect_columns, prepare_parcels, read_parcels
+from cbm_dask.zones.validate import PreparedParcels
+
+__all__ = [
+    "LoadResult",
+    "load_parcel_file",
+    "store_parcels",
+    "list_datasets",
+    "dataset_info",
+    "read_dataset_parcels",
+    "export_parcels",
+    "drop_dataset",
+]
+
+log = logging.getLogger(__name__)
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+_COPY_COLUMNS = (
+    "dataset_id", "parcel_id", "crop_code", "crop_name", "scheme", "practice",
+    "area_m2", "geom", "geom_4326", "attributes",
+)
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    """Outcome of a parcel load."""
+
+    dataset: str
+    dataset_id: int
+    loaded: int
+    repaired: int
+    rejected: int
+    mapping: ColumnMapping
+    crs: str
+    report_path: Path | None
+    seconds: float
+
+
+def _check_name(name: str) -> None:
+    if not _NAME.match(name):
+        raise InputError(
+            f"--dataset {name!r}: use 1-63 letters, digits, '_', '-' or '.', starting with a "
+            "letter or digit"
+        )
+
+
+def _guess_year(name: str) -> int | None:
+    years = re.findall(r"(?<!\d)(19[89]\d|20\d\d)(?!\d)", name)
+    return int(years[-1]) if years else None
+
+
+def _srid(frame: gpd.GeoDataFrame, path: Path) -> int:
+    epsg = frame.crs.to_epsg() if frame.crs is not None else None
+    if epsg is None:
+        raise InputError(
+            f"{path}: its CRS ({frame.crs.name if frame.crs else 'none'}) has no EPSG code; "
+            "reproject the file to an EPSG CRS (e.g. with ogr2ogr -t_srs) and load it again"
+        )
+    return int(epsg)
+
+
+def _dataset_row(conn: sa.Connection, name: str) -> sa.Row[Any] | None:
+    return conn.execute(
+        sa.text("SELECT id, parcel_count, created_at FROM datasets WHERE name = :name"),
+        {"name": name},
+    ).first()
+
+
+def _delete_dataset(conn: sa.Connection, dataset_id: int) -> None:
+    drop_dataset_partitions(conn, dataset_id)
+    conn.execute(sa.text("DELETE FROM datasets WHERE id = :id"), {"id": dataset_id})
+
+
+def store_parcels(
+    prepared: PreparedParcels,
+    *,
+    dataset: str,
+    source_file: str,
+    layer: str | None,
+    mapping: ColumnMapping,
+    aoi: str | None = None,
+    year: int | None = None,
+    replace: bool = False,
+    url: str | None = None,
+) -> int:
+    """Store prepared parcels as a new dataset in one transaction; return its id.
+
+    Raises
+    ------
+    DatasetExistsError
+        When the dataset exists and ``replace`` is false.
+    """
+    _check_name(dataset)
+    parcels = prepared.parcels
+    srid = _srid(parcels, Path(source_file))
+    geoms = shapely.to_wkb(
+        shapely.set_srid(parcels.geometry.to_numpy(), srid), hex=True, include_srid=True
+    )
+    geoms_4326 = shapely.to_wkb(
+        shapely.set_srid(parcels["geom_4326"].to_numpy(), 4326), hex=True, include_srid=True
+    )
+    engine = get_engine(url)
+    with engine.begin() as conn:
+        existing = _dataset_row(conn, dataset)
+        if existing is not None:
+            if not replace:
+                raise DatasetExistsError(
+                    f"dataset {dataset!r} exists ({existing.parcel_count} parcels, loaded "
+                    f"{existing.created_at:%Y-%m-%d %H:%M}); pass --replace to replace it "
+                    "(its signatures, markers and decisions are deleted with it)"
+                )
+            _delete_dataset(conn, int(existing.id))
+        dataset_id = int(
+            conn.execute(
+                sa.text(
+                    "INSERT INTO datasets (name, aoi, year, srid, crs, source_file, layer, "
+                    "column_mapping, load_report) VALUES (:name, :aoi, :year, :srid, :crs, "
+                    ":source, :layer, CAST(:mapping AS jsonb), CAST(:report AS jsonb)) "
+                    "RETURNING id"
+                ),
+                {
+                    "name": dataset,
+                    "aoi": aoi,
+                    "year": year,
+                    "srid": srid,
+                    "crs": f"EPSG:{srid}",
+                    "source": source_file,
+                    "layer": layer,
+                    "mapping": json.dumps(mapping.as_dict()),
+                    "report": json.dumps(
+                        {"repaired": prepared.repaired, "rejected": prepared.rejected}
+                    ),
+                },
+            ).scalar_one()
+        )
+        raw = conn.connection.driver_connection
+        columns = ", ".join(_COPY_COLUMNS)
+        with raw.cursor() as cursor, cursor.copy(
+            f"COPY parcels ({columns}) FROM STDIN"  # noqa: S608 - fixed column list
+        ) as copy:
+            for row in zip(
+                parcels["parcel_id"], parcels["crop_code"], parcels["crop_name"],
+                parcels["scheme"], parcels["practice"], parcels["area_m2"],
+                geoms, geoms_4326, parcels["attributes"], strict=True,
+            ):
+                copy.write_row((dataset_id, *row))
+        create_dataset_partitions(conn, dataset_id)
+        conn.execute(
+            sa.text("UPDATE datasets SET parcel_count = :n WHERE id = :id"),
+            {"n": len(parcels), "id": dataset_id},
+        )
+    return dataset_id
+
+
+def load_parcel_file(
+    path: str | Path,
+    dataset: str,
+    *,
+    id_column: str | Sequence[str] | None = None,
+    crop_code_column: str | None = None,
+    crop_name_column: str | None = None,
+    scheme_column: str | None = None,
+    practice_column: str | None = None,
+    layer: str | None = None,
+    encoding: str | None = None,
+    crs: str | None = None,
+    aoi: str | None = None,
+    year: int | None = None,
+    replace: bool = False,
+    report_dir: str | Path | None = None,
+    url: str | None = None,
+) -> LoadResult:
+    """Read, check and store a parcel file as dataset ``dataset``.
+
+    Repaired and rejected features are listed in a CSV report written to
+    ``report_dir`` (default ``$CBM_HOME/reports``).  The load is one
+    transaction: on any error the database is left as it was.
+
+    Raises
+    ------
+    InputError
+        Unreadable file, undecidable columns, or an existing dataset without ``replace``.
+    """
+    started = time.perf_counter()
+    _check_name(dataset)
+    source = read_parcels(path, layer=layer, encoding=encoding, crs=crs)
+    mapping = detect_columns(
+        source.frame,
+        id_column=id_column,
+        crop_code_column=crop_code_column,
+        crop_name_column=crop_name_column,
+        scheme_column=scheme_column,
+        practice_column=practice_column,
+    )
+    prepared = prepare_parcels(source, mapping, area_crs=str(config.get("parcels.area-crs")))
+    if prepared.parcels.empty:
+        raise InputError(
+            f"{source.path}: none of its {len(source.frame)} features is a usable parcel "
+            f"(first reason: {prepared.report['reason'].iloc[0] if len(prepared.report) else '?'})"
+        )
+    report_path = None
+    if len(prepared.report):
+        folder = Path(report_dir) if report_dir else config.home() / "reports"
+        folder.mkdir(parents=True, exist_ok=True)
+        stamp = dt.datetime.now().strftime("%Y%m%dT%H%M%S")
+        report_path = folder / f"{dataset}-{stamp}.csv"
+        prepared.report.to_csv(report_path, index=False)
+    dataset_id = store_parcels(
+        prepared,
+        dataset=dataset,
+        source_file=str(source.path),
+        layer=source.layer,
+        mapping=mapping,
+        aoi=aoi,
+        year=year if year is not None else _guess_year(dataset),
+        replace=replace,
+        url=url,
+    )
+    result = LoadResult(
+        dataset=dataset,
+        dataset_id=dataset_id,
+        loaded=len(prepared.parcels),
+        repaired=prepared.repaired,
+        rejected=prepared.rejected,
+        mapping=mapping,
+        crs=f"EPSG:{_srid(prepared.parcels, source.path)}",
+        report_path=report_path,
+        seconds=time.perf_counter() - started,
+    )
+    log.info("loaded %d parcels into dataset %s", result.loaded, dataset)
+    return result
+
+
+def list_datasets(url: str | None = None) -> pd.DataFrame:
+    """Return one row per dataset: name, aoi, year, crs, parcels, source, loaded."""
+    with get_engine(url).connect() as conn:
+        return pd.read_sql(
+            sa.text(
+                "SELECT name, aoi, year, crs, parcel_count AS parcels, "
+                "(load_report->>'repaired')::int AS repaired, "
+                "(load_report->>'rejected')::int AS rejected, source_file, created_at "
+                "FROM datasets ORDER BY name"
+            ),
+            conn,
+        )
+
+
+def _dataset_id(conn: sa.Connection, name: str) -> int:
+    row = _dataset_row(conn, name)
+    if row is None:
+        known = conn.execute(sa.text("SELECT name FROM datasets ORDER BY name")).scalars().all()
+        raise DatasetNotFoundError(
+            f"no dataset {name!r}; loaded datasets: {', '.join(known) or 'none'} "
+            "(load one with `cbm parcels load`)"
+        )
+    return int(row.id)
+
+
+def dataset_info(name: str, *, top: int = 20, url: str | None = None) -> dict[str, Any]:
+    """Return a dataset's summary: count, CRS, area quantiles and crop histogram."""
+    with get_engine(url).connect() as conn:
+        dataset_id = _dataset_id(conn, name)
+        meta = conn.execute(
+            sa.text(
+                "SELECT name, aoi, year, crs, source_file, layer, column_mapping, load_report, "
+                "created_at FROM datasets WHERE id = :id"
+            ),
+            {"id": dataset_id},
+        ).mappings().one()
+        stats = conn.execute(
+            sa.text(
+                "SELECT count(*) AS n, min(area_m2) AS min, "
+                "percentile_cont(ARRAY[0.25, 0.5, 0.75]) WITHIN GROUP (ORDER BY area_m2) AS q, "
+                "max(area_m2) AS max, sum(area_m2) AS total FROM parcels WHERE dataset_id = :id"
+            ),
+            {"id": dataset_id},
+        ).mappings().one()
+        crops = conn.execute(
+            sa.text(
+                "SELECT crop_code, min(crop_name) AS crop_name, count(*) AS parcels, "
+                "sum(area_m2) / 1e4 AS area_ha FROM parcels WHERE dataset_id = :id "
+                "GROUP BY crop_code ORDER BY count(*) DESC, crop_code LIMIT :top"
+            ),
+            {"id": dataset_id, "top": top},
+        ).mappings().all()
+    q = stats["q"] or [None, None, None]
+    return {
+        "name": meta["name"],
+        "aoi": meta["aoi"],
+        "year": meta["year"],
+        "crs": meta["crs"],
+        "source_file": meta["source_file"],
+        "layer": meta["layer"],
+        "columns": meta["column_mapping"],
+        "load_report": meta["load_report"],
+        "loaded_at": meta["created_at"].isoformat(),
+        "parcels": int(stats["n"]),
+        "area_m2": {
+            "min": stats["min"], "p25": q[0], "p50": q[1], "p75": q[2],
+            "max": stats["max"], "total": stats["total"],
+        },
+        "crops": [dict(row) for row in crops],
+    }
+
+
+def read_dataset_parcels(name: str, *, url: str | None = None) -> gpd.GeoDataFrame:
+    """Return a dataset's parcels in their native CRS (attributes as JSON text)."""
+    engine = get_engine(url)
+    with engine.connect() as conn:
+        dataset_id = _dataset_id(conn, name)
+        srid = conn.execute(
+            sa.text("SELECT srid FROM datasets WHERE id = :id"), {"id": dataset_id}
+        ).scalar_one()
+        frame = gpd.read_postgis(
+            sa.text(
+                "SELECT pid, parcel_id, crop_code, crop_name, scheme, practice, area_m2, "
+                "attributes::text AS attributes, geom FROM parcels WHERE dataset_id = :id "
+                "ORDER BY pid"
+            ),
+            conn,
+            params={"id": dataset_id},
+            geom_col="geom",
+            crs=f"EPSG:{srid}",
+        )
+    return frame.rename_geometry("geometry")
+
+
+def export_parcels(name: str, to: str | Path, *, url: str | None = None) -> Path:
+    """Write a dataset's parcels to GeoParquet 1.1, GeoPackage or FlatGeobuf (by suffix)."""
+    target = Path(to)
+    suffix = target.suffix.lower()
+    if suffix not in {".parquet", ".gpkg", ".fgb"}:
+        raise InputError(
+            f"--to {target}: unknown format; use a .parquet (GeoParquet 1.1), .gpkg or .fgb file"
+        )
+    frame = read_dataset_parcels(name, url=url)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if suffix == ".parquet":
+        frame.to_parquet(target, schema_version="1.1.0", write_covering_bbox=True, index=False)
+    else:
+        driver = "GPKG" if suffix == ".gpkg" else "FlatGeobuf"
+        frame.to_file(target, driver=driver, layer=name if driver == "GPKG" else None,
+                      engine="pyogrio")
+    return target
+
+
+def drop_dataset(name: str, *, url: str | None = None) -> None:
+    """Delete a dataset with its parcels, signatures, markers and decisions."""
+    with get_engine(url).begin() as conn:
+        _delete_dataset(conn, _dataset_id(conn, name))

@@ -1,0 +1,109 @@
+"""Reading parcel declaration files (any OGR format, GeoParquet) with pyogrio/Arrow."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import geopandas as gpd
+import pandas as pd
+import pyogrio
+
+from cbm_dask.errors import InputError
+
+__all__ = ["SourceFile", "read_parcels"]
+
+log = logging.getLogger(__name__)
+
+_PARQUET_SUFFIXES = {".parquet", ".geoparquet", ".pq"}
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    """What was read: the frame, its feature ids and where it came from."""
+
+    frame: gpd.GeoDataFrame
+    feature_ids: pd.Series
+    path: Path
+    layer: str | None
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def read_parcels(
+    path: str | Path,
+    *,
+    layer: str | None = None,
+    encoding: str | None = None,
+    crs: str | None = None,
+) -> SourceFile:
+    """Read a parcel file into a GeoDataFrame in its native CRS.
+
+    Parameters
+    ----------
+    path
+        GeoPackage, Shapefile, GeoJSON, FlatGeobuf, GeoParquet or any other
+        vector format GDAL reads (zipped files work through ``/vsizip/``).
+    layer
+        Layer to read; required when the file holds more than one.
+    encoding
+        Attribute encoding for formats that do not declare theirs (old shapefiles).
+    crs
+        CRS to assume when the file declares none; it never overrides a declared CRS.
+
+    Raises
+    ------
+    InputError
+        One line naming the file and the reason: missing, unreadable, ambiguous
+        layer, or no CRS.
+    """
+    source = Path(path)
+    if not str(path).startswith("/vsi") and not source.exists():
+        raise InputError(f"{source}: no such file; check the path")
+    if source.suffix.lower() in _PARQUET_SUFFIXES:
+        try:
+            frame = gpd.read_parquet(source)
+        except Exception as exc:  # pyarrow raises many types for corrupt files
+            raise InputError(f"{source}: not a readable GeoParquet file ({_one_line(exc)})") from exc
+        feature_ids = pd.Series(range(1, len(frame) + 1), index=frame.index)
+        chosen = None
+    else:
+        try:
+            layers = [str(row[0]) for row in pyogrio.list_layers(source)]
+        except Exception as exc:
+            raise InputError(
+                f"{source}: not a readable vector dataset ({_one_line(exc)}); check the file "
+                "is complete and in a format GDAL reads"
+            ) from exc
+        if layer is not None and layer not in layers:
+            raise InputError(f"{source}: no layer {layer!r}; layers: {', '.join(layers)}")
+        if layer is None and len(layers) > 1:
+            raise InputError(
+                f"{source} holds {len(layers)} layers ({', '.join(layers)}); choose one with "
+                "--layer NAME"
+            )
+        chosen = layer or (layers[0] if layers else None)
+        try:
+            frame = pyogrio.read_dataframe(
+                source, layer=chosen, encoding=encoding, use_arrow=True, fid_as_index=True
+            )
+        except Exception as exc:
+            raise InputError(f"{source}: cannot be read ({_one_line(exc)})") from exc
+        feature_ids = pd.Series(frame.index.to_numpy(), index=pd.RangeIndex(len(frame)))
+        frame = frame.reset_index(drop=True)
+    if not isinstance(frame, gpd.GeoDataFrame) or frame.geometry.name not in frame:
+        raise InputError(f"{source}: has no geometry column; parcels need polygons")
+    if frame.crs is None:
+        if crs is None:
+            raise InputError(
+                f"{source}: declares no coordinate reference system; pass --crs EPSG:NNNN"
+            )
+        frame = frame.set_crs(crs)
+    if frame.geometry.name != "geometry":
+        frame = frame.rename_geometry("geometry")
+    log.info("read %d features from %s", len(frame), source)
+    return SourceFile(frame=frame, feature_ids=feature_ids, path=source, layer=chosen)

@@ -1,0 +1,182 @@
+"""Turning raw declarations into loadable parcels: ids, repairs, rejections.
+
+Pure computation: no I/O.  Invalid geometries are repaired with ``make_valid``;
+rows that cannot be parcels (no geometry, not polygonal, no id, duplicated id)
+are rejected and reported, never silently dropped.  Tiny parcels are kept.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import shapely
+
+from cbm_dask.zones.columns import ColumnMapping, as_text, parcel_ids
+from cbm_dask.zones.read import SourceFile
+
+__all__ = ["PreparedParcels", "Rejection", "prepare_parcels", "REPORT_COLUMNS"]
+
+REPORT_COLUMNS = ["feature_id", "parcel_id", "action", "reason", "geometry_wkt"]
+_POLYGONAL = {"Polygon", "MultiPolygon"}
+
+
+class Rejection:
+    """Reasons a row is rejected (the ``reason`` column of the report)."""
+
+    EMPTY = "empty or missing geometry"
+    NOT_POLYGONAL = "not a polygon"
+    NO_ID = "missing parcel id"
+    DUPLICATE_ID = "duplicate parcel id"
+    REPAIRED = "invalid geometry repaired with make_valid"
+
+
+@dataclass(frozen=True)
+class PreparedParcels:
+    """Parcels ready to be stored, and the report of what was changed or refused.
+
+    Attributes
+    ----------
+    parcels
+        GeoDataFrame in the native CRS with ``parcel_id, crop_code, crop_name,
+        scheme, practice, area_m2, geom_4326, attributes`` (JSON text) and
+        MultiPolygon ``geometry``.
+    report
+        One row per repaired or rejected feature (see ``REPORT_COLUMNS``).
+    """
+
+    parcels: gpd.GeoDataFrame
+    report: pd.DataFrame
+
+    @property
+    def rejected(self) -> int:
+        """Number of rejected rows."""
+        return int((self.report["action"] == "rejected").sum())
+
+    @property
+    def repaired(self) -> int:
+        """Number of repaired geometries."""
+        return int((self.report["action"] == "repaired").sum())
+
+
+def _polygonal_part(geom: shapely.Geometry | None) -> shapely.Geometry | None:
+    """MultiPolygon of the polygonal parts of a (repaired) geometry, None when none."""
+    if geom is None or geom.is_empty:
+        return None
+    kind = geom.geom_type
+    if kind == "MultiPolygon":
+        return geom
+    if kind == "Polygon":
+        return shapely.MultiPolygon([geom])
+    if kind == "GeometryCollection":
+        polygons = [
+            p for part in geom.geoms if part.geom_type in _POLYGONAL
+            for p in (part.geoms if part.geom_type == "MultiPolygon" else [part])
+        ]
+        return shapely.MultiPolygon(polygons) if polygons else None
+    return None
+
+
+def _json_attributes(frame: pd.DataFrame) -> list[str]:
+    """Every original attribute of each row as a JSON object (text)."""
+    records = json.loads(frame.to_json(orient="records", date_format="iso", force_ascii=False))
+    return [json.dumps(r, ensure_ascii=False, allow_nan=False) for r in records]
+
+
+def prepare_parcels(
+    source: SourceFile, mapping: ColumnMapping, *, area_crs: str = "EPSG:3035"
+) -> PreparedParcels:
+    """Assign ids and roles, repair or reject geometries and compute areas.
+
+    Parameters
+    ----------
+    source
+        What :func:`~cbm_dask.zones.read.read_parcels` returned.
+    mapping
+        The column roles (:func:`~cbm_dask.zones.columns.detect_columns`).
+    area_crs
+        Equal-area CRS in which ``area_m2`` is computed.
+    """
+    frame = source.frame
+    geoms = frame.geometry.array
+    ids = parcel_ids(frame, mapping, source.feature_ids)
+    actions = pd.Series(None, index=frame.index, dtype=object)
+    reasons = pd.Series(None, index=frame.index, dtype=object)
+
+    def mark(mask: pd.Series | np.ndarray, action: str, reason: str | pd.Series) -> None:
+        todo = np.asarray(mask) & actions.isna().to_numpy()
+        actions[todo] = action
+        reasons[todo] = reason if isinstance(reason, str) else reason[todo]
+
+    missing = shapely.is_missing(geoms) | shapely.is_empty(geoms)
+    mark(missing, "rejected", Rejection.EMPTY)
+
+    kinds = pd.Series(shapely.get_type_id(geoms), index=frame.index)
+    # 3 Polygon, 6 MultiPolygon, 7 GeometryCollection (may hold polygons)
+    not_polygonal = ~kinds.isin([3, 6, 7]) & ~pd.Series(missing, index=frame.index)
+    names = pd.Series(frame.geometry.geom_type, index=frame.index).fillna("")
+    mark(not_polygonal, "rejected", Rejection.NOT_POLYGONAL + " (" + names + ")")
+
+    valid = shapely.is_valid(geoms)
+    fixed = np.array(geoms, dtype=object)
+    invalid = ~valid & actions.isna().to_numpy()
+    if invalid.any():
+        why = [shapely.is_valid_reason(g) for g in fixed[invalid]]
+        fixed[invalid] = shapely.make_valid(fixed[invalid])
+        reasons_invalid = pd.Series(None, index=frame.index, dtype=object)
+        reasons_invalid[invalid] = [f"{Rejection.REPAIRED}: {w}" for w in why]
+        mark(invalid, "repaired", reasons_invalid)
+    multi = np.array([_polygonal_part(g) for g in fixed], dtype=object)
+    no_polygon = pd.isna(pd.Series(multi, index=frame.index)) & (
+        actions.isna() | (actions == "repaired")
+    )
+    if no_polygon.any():
+        actions[no_polygon] = None
+        mark(no_polygon, "rejected", Rejection.NOT_POLYGONAL + " (after repair)")
+
+    mark(ids.isna(), "rejected", Rejection.NO_ID)
+    dupes = ids.notna() & ids.duplicated(keep=False)
+    counts = ids.map(ids.value_counts())
+    mark(dupes, "rejected", Rejection.DUPLICATE_ID + " (" + counts.astype(str) + " rows)")
+
+    keep = (actions != "rejected").to_numpy()
+    kept_geoms = gpd.GeoSeries(multi[keep], crs=frame.crs, index=frame.index[keep])
+
+    def role(column: str | None) -> pd.Series:
+        if column is None:
+            return pd.Series(None, index=kept_geoms.index, dtype=object)
+        return as_text(frame.loc[keep, column])
+
+    attributes = frame.loc[keep].drop(columns=frame.geometry.name)
+    parcels = gpd.GeoDataFrame(
+        {
+            "parcel_id": ids[keep],
+            "crop_code": role(mapping.crop_code),
+            "crop_name": role(mapping.crop_name),
+            "scheme": role(mapping.scheme),
+            "practice": role(mapping.practice),
+            "area_m2": kept_geoms.to_crs(area_crs).area.to_numpy(),
+            "geom_4326": kept_geoms.to_crs("EPSG:4326").to_numpy(),
+            "attributes": _json_attributes(attributes),
+        },
+        geometry=kept_geoms,
+        crs=frame.crs,
+    )
+    flagged = actions.notna()
+    report = pd.DataFrame(
+        {
+            "feature_id": source.feature_ids[flagged.to_numpy()].to_numpy(),
+            "parcel_id": ids[flagged],
+            "action": actions[flagged],
+            "reason": reasons[flagged],
+            "geometry_wkt": [
+                None if g is None else shapely.to_wkt(g, rounding_precision=3)
+                for g in np.asarray(geoms)[flagged.to_numpy()]
+            ],
+        },
+        columns=REPORT_COLUMNS,
+    ).reset_index(drop=True)
+    return PreparedParcels(parcels=parcels.reset_index(drop=True), report=report)
