@@ -67,7 +67,7 @@ def url(hide_password: bool) -> None:
     click.echo(make_url(database_url()).render_as_string(hide_password=hide_password))
 
 
-@db.command()
+@db.command(context_settings={"ignore_unknown_options": True})
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def psql(args: tuple[str, ...]) -> None:
     """Open psql on the database (extra ARGS go to psql)."""

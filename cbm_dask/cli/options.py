@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from typing import Any
 
 import click
+import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
 from cbm_dask.errors import CbmError
 
-console = Console(soft_wrap=True)
+# Wide enough for tables when the output is a pipe or a CI log.
+console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
 
 json_opt = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 dataset_opt = click.option(
@@ -24,6 +27,7 @@ class CbmGroup(click.Group):
     """A click group that turns cbm errors into one readable line and exit status 1."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        """Invoke the command, reporting cbm errors as a one-line message."""
         try:
             return super().invoke(ctx)
         except CbmError as exc:
@@ -36,6 +40,12 @@ def print_json(value: Any) -> None:
     click.echo(json.dumps(value, indent=2, default=str, ensure_ascii=False))
 
 
+def _cell(value: Any) -> str:
+    if value is None or (not isinstance(value, list | dict) and pd.isna(value)):
+        return ""
+    return str(value)
+
+
 def print_table(title: str, rows: list[dict[str, Any]], columns: list[str] | None = None) -> None:
     """Print rows as a rich table."""
     columns = columns or (list(rows[0]) if rows else [])
@@ -43,5 +53,5 @@ def print_table(title: str, rows: list[dict[str, Any]], columns: list[str] | Non
     for column in columns:
         table.add_column(column, overflow="fold")
     for row in rows:
-        table.add_row(*("" if row.get(c) is None else str(row.get(c)) for c in columns))
+        table.add_row(*(_cell(row.get(c)) for c in columns))
     console.print(table)

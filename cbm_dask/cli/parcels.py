@@ -33,14 +33,16 @@ def parcels() -> None:
 @click.option("--practice-column", metavar="C", help="Declared practice column.")
 @click.option("--layer", metavar="L", help="Layer to read (files with several layers).")
 @click.option("--encoding", metavar="ENC", help="Attribute encoding when the file has none.")
-@click.option("--crs", metavar="EPSG:N", help="CRS to assume when the file declares none.")
+@click.option("--crs", metavar="EPSG:N", help="CRS of the coordinates when the file declares none or a wrong one.")
 @click.option("--aoi", metavar="NAME", help="Area of interest (country/region) label.")
 @click.option("--year", type=int, help="Declaration year (default: from the dataset name).")
 @click.option("--replace", is_flag=True, help="Replace an existing dataset of that name.")
 @click.option("--report-dir", type=click.Path(path_type=Path, file_okay=False),
               help="Where to write the report of repaired/rejected features.")
 @json_opt
-def load(path: Path, dataset: str, report_dir: Path | None, as_json: bool, **kwargs: object) -> None:
+def load(
+    path: Path, dataset: str, report_dir: Path | None, as_json: bool, **kwargs: object
+) -> None:
     """Load the parcels in PATH (any OGR format or GeoParquet) as dataset NAME."""
     with console.status(f"loading {path}"):
         result = store.load_parcel_file(path, dataset, report_dir=report_dir, **kwargs)  # type: ignore[arg-type]
@@ -123,7 +125,7 @@ def datasets() -> None:
 def list_(as_json: bool) -> None:
     """List the loaded datasets."""
     frame = store.list_datasets()
-    rows = frame.to_dict(orient="records")
+    rows = [{str(k): v for k, v in row.items()} for row in frame.to_dict(orient="records")]
     if as_json:
         print_json(rows)
         return

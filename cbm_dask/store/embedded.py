@@ -178,7 +178,7 @@ class EmbeddedCluster:
 
     # -- internals -----------------------------------------------------------
     def _os_user(self) -> str | None:
-        """The account the server runs as when we are root, else None (ourselves)."""
+        """Return the account the server runs as when we are root, else None (ourselves)."""
         if os.geteuid() != 0:
             return None
         name = str(config.get("database.os-user"))

@@ -13,6 +13,7 @@ from typing import Any
 
 from geoalchemy2 import Geometry
 from sqlalchemy import (
+    REAL,
     Boolean,
     CheckConstraint,
     Date,
@@ -21,7 +22,6 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
-    REAL,
     SmallInteger,
     Text,
     UniqueConstraint,

@@ -7,18 +7,20 @@ import json
 import logging
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import geopandas as gpd
 import pandas as pd
+import psycopg
 import shapely
 import sqlalchemy as sa
 
 from cbm_dask import config
-from cbm_dask.errors import DatasetExistsError, DatasetNotFoundError, InputError
+from cbm_dask.errors import DatabaseError, DatasetExistsError, DatasetNotFoundError, InputError
 from cbm_dask.store.engine import get_engine
 from cbm_dask.store.partitions import create_dataset_partitions, drop_dataset_partitions
 from cbm_dask.zones import ColumnMapping, detect_columns, prepare_parcels, read_parcels
@@ -94,6 +96,19 @@ def _delete_dataset(conn: sa.Connection, dataset_id: int) -> None:
     conn.execute(sa.text("DELETE FROM datasets WHERE id = :id"), {"id": dataset_id})
 
 
+@contextmanager
+def _rolled_back_on_error(dataset: str, source_file: str) -> Iterator[None]:
+    """Report a failed load transaction as one line that says nothing was changed."""
+    try:
+        yield
+    except (sa.exc.DBAPIError, psycopg.Error) as exc:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        raise DatabaseError(
+            f"loading dataset {dataset!r} from {source_file} failed ({reason}); nothing was "
+            "changed in the database: fix the input and load again"
+        ) from exc
+
+
 def store_parcels(
     prepared: PreparedParcels,
     *,
@@ -123,7 +138,7 @@ def store_parcels(
         shapely.set_srid(parcels["geom_4326"].to_numpy(), 4326), hex=True, include_srid=True
     )
     engine = get_engine(url)
-    with engine.begin() as conn:
+    with _rolled_back_on_error(dataset, source_file), engine.begin() as conn:
         existing = _dataset_row(conn, dataset)
         if existing is not None:
             if not replace:
@@ -157,9 +172,10 @@ def store_parcels(
             ).scalar_one()
         )
         raw = conn.connection.driver_connection
+        assert raw is not None  # a checked-out connection always has one
         columns = ", ".join(_COPY_COLUMNS)
         with raw.cursor() as cursor, cursor.copy(
-            f"COPY parcels ({columns}) FROM STDIN"  # noqa: S608 - fixed column list
+            f"COPY parcels ({columns}) FROM STDIN"
         ) as copy:
             for row in zip(
                 parcels["parcel_id"], parcels["crop_code"], parcels["crop_name"],
@@ -261,10 +277,12 @@ def list_datasets(url: str | None = None) -> pd.DataFrame:
             sa.text(
                 "SELECT name, aoi, year, crs, parcel_count AS parcels, "
                 "(load_report->>'repaired')::int AS repaired, "
-                "(load_report->>'rejected')::int AS rejected, source_file, created_at "
+                "(load_report->>'rejected')::int AS rejected, source_file, "
+                "to_char(created_at, 'YYYY-MM-DD HH24:MI') AS created_at "
                 "FROM datasets ORDER BY name"
             ),
             conn,
+            dtype={"year": "Int64"},
         )
 
 

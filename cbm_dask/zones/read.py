@@ -53,7 +53,8 @@ def read_parcels(
     encoding
         Attribute encoding for formats that do not declare theirs (old shapefiles).
     crs
-        CRS to assume when the file declares none; it never overrides a declared CRS.
+        CRS of the coordinates, for files that declare none or declare a wrong one
+        (it replaces the declared CRS; nothing is reprojected).
 
     Raises
     ------
@@ -68,7 +69,9 @@ def read_parcels(
         try:
             frame = gpd.read_parquet(source)
         except Exception as exc:  # pyarrow raises many types for corrupt files
-            raise InputError(f"{source}: not a readable GeoParquet file ({_one_line(exc)})") from exc
+            raise InputError(
+                f"{source}: not a readable GeoParquet file ({_one_line(exc)})"
+            ) from exc
         feature_ids = pd.Series(range(1, len(frame) + 1), index=frame.index)
         chosen = None
     else:
@@ -97,12 +100,20 @@ def read_parcels(
         frame = frame.reset_index(drop=True)
     if not isinstance(frame, gpd.GeoDataFrame) or frame.geometry.name not in frame:
         raise InputError(f"{source}: has no geometry column; parcels need polygons")
-    if frame.crs is None:
-        if crs is None:
+    if crs is not None:
+        frame = frame.set_crs(crs, allow_override=True)
+    elif frame.crs is None:
+        raise InputError(
+            f"{source}: declares no coordinate reference system; pass --crs EPSG:NNNN"
+        )
+    if frame.crs.is_geographic and len(frame):
+        west, south, east, north = frame.total_bounds
+        if min(west, south) < -180 or max(east, north) > 180 or abs(south) > 90 or abs(north) > 90:
             raise InputError(
-                f"{source}: declares no coordinate reference system; pass --crs EPSG:NNNN"
+                f"{source}: coordinates ({west:.0f}, {south:.0f}, {east:.0f}, {north:.0f}) are "
+                f"not degrees of {frame.crs.to_string()}; the file's CRS is wrong (GeoJSON "
+                "implies WGS84): pass the real one with --crs EPSG:NNNN"
             )
-        frame = frame.set_crs(crs)
     if frame.geometry.name != "geometry":
         frame = frame.rename_geometry("geometry")
     log.info("read %d features from %s", len(frame), source)

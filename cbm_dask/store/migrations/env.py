@@ -17,7 +17,7 @@ def run_migrations_online() -> None:
         with context.begin_transaction():
             context.run_migrations()
         return
-    engine = sa.create_engine(context.config.get_main_option("sqlalchemy.url"))
+    engine = sa.create_engine(str(context.config.get_main_option("sqlalchemy.url")))
     with engine.connect() as conn:
         context.configure(connection=conn, target_metadata=target_metadata)
         with context.begin_transaction():

@@ -1,0 +1,91 @@
+"""The end-to-end demo run by ``make demo`` / ``cbm demo`` on embedded defaults."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cbm_dask.errors import InputError
+from cbm_dask.store.parcels import LoadResult, load_parcel_file
+
+__all__ = ["LPIS_SAMPLES", "DemoSample", "find_lpis_samples", "load_lpis_samples"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DemoSample:
+    """A real LPIS/GSA sample and the load options it needs."""
+
+    dataset: str
+    path: str
+    aoi: str
+    options: dict[str, str] = field(default_factory=dict)
+
+
+# Where no single column is a unique parcel id, the demo names the key:
+# DK field numbers are unique per field block, FI parcel numbers per base
+# parcel; NL has no id column at all and DE-BB sub-plots share their block id.
+LPIS_SAMPLES: tuple[DemoSample, ...] = (
+    DemoSample("at_invekos_schlaege_2024", "at_invekos_schlaege_2024/parcels.gpkg", "AT"),
+    DemoSample("at_invekos_schlaege_2025", "at_invekos_schlaege_2025/parcels.gpkg", "AT"),
+    DemoSample(
+        "be_vlg_landbouwgebruikspercelen_2023",
+        "be_vlg_landbouwgebruikspercelen_2023/parcels.gpkg", "BE-VLG",
+    ),
+    DemoSample("cz_lpis_zadosti_2024", "cz_lpis_zadosti_2024/parcels.gpkg", "CZ"),
+    DemoSample("de_bb_antrag_2025", "de_bb_antrag_2025/parcels.gpkg", "DE-BB",
+               {"id_column": "@fid"}),
+    DemoSample("dk_marker_2023", "dk_marker_2023/parcels.gpkg", "DK",
+               {"id_column": "Markblok,Marknr"}),
+    DemoSample("dk_marker_2026", "dk_marker_2026/parcels.gpkg", "DK",
+               {"id_column": "Markblok,Marknr"}),
+    DemoSample(
+        "eu_worldcereal_demo_parcels_2021",
+        "eu_worldcereal_demo_parcels_2021/wc_extraction_dataset.gpkg", "EU",
+    ),
+    DemoSample("fi_gsaa_2023", "fi_gsaa_2023/parcels.gpkg", "FI",
+               {"id_column": "PERUSLOHKOTUNNUS,LOHKONUMERO"}),
+    DemoSample("fr_rpg_2022", "fr_rpg_2022/parcels.gpkg", "FR"),
+    DemoSample("ie_gsaa_2022", "ie_gsaa_2022/parcels.gpkg", "IE"),
+    DemoSample("ie_gsaa_2024", "ie_gsaa_2024/parcels.gpkg", "IE"),
+    DemoSample("lv_eurocrops_2021", "lv_eurocrops_2021/parcels.gpkg", "LV"),
+    DemoSample("nl_brp_gewaspercelen_2023", "nl_brp_gewaspercelen_2023/parcels.gpkg", "NL",
+               {"id_column": "@fid"}),
+    DemoSample("si_eurocrops_2021", "si_eurocrops_2021/parcels.gpkg", "SI"),
+)
+
+
+def find_lpis_samples(data_dir: str | Path) -> Path:
+    """Return the ``lpis`` folder of the real data directory, checking it exists."""
+    lpis = Path(data_dir) / "lpis"
+    missing = [s.path for s in LPIS_SAMPLES if not (lpis / s.path).exists()]
+    if missing:
+        raise InputError(
+            f"--data {data_dir}: the LPIS samples are missing ({', '.join(missing[:3])} ...); "
+            "point --data at the real data directory (shared/data/real)"
+        )
+    return lpis
+
+
+def load_lpis_samples(
+    data_dir: str | Path,
+    *,
+    replace: bool = True,
+    on_loaded: Callable[[LoadResult], None] | None = None,
+) -> list[LoadResult]:
+    """Load every real LPIS sample as a dataset (replacing earlier demo loads)."""
+    lpis = find_lpis_samples(data_dir)
+    results = []
+    for sample in LPIS_SAMPLES:
+        result = load_parcel_file(
+            lpis / sample.path, sample.dataset, aoi=sample.aoi, replace=replace,
+            **sample.options,  # type: ignore[arg-type]
+        )
+        log.info("demo: loaded %s", sample.dataset)
+        results.append(result)
+        if on_loaded is not None:
+            on_loaded(result)
+    return results

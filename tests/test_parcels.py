@@ -1,0 +1,334 @@
+"""Parcel ingestion: every real LPIS sample, every format, every kind of bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import geopandas as gpd
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+import shapely
+import sqlalchemy as sa
+from click.testing import CliRunner
+
+from cbm_dask.cli.main import cli
+from cbm_dask.demo import LPIS_SAMPLES
+from cbm_dask.errors import (
+    ColumnDetectionError,
+    DatabaseError,
+    DatasetExistsError,
+    InputError,
+)
+from cbm_dask.store.engine import get_engine
+from cbm_dask.store.parcels import (
+    dataset_info,
+    export_parcels,
+    list_datasets,
+    load_parcel_file,
+)
+from tests.conftest import LPIS
+
+NORMALISED = gpd.read_parquet(LPIS / "all_samples_normalized_4326.parquet")
+SMALL = LPIS / "be_vlg_landbouwgebruikspercelen_2023" / "parcels.gpkg"
+
+
+def _count(dataset: str) -> int:
+    with get_engine().connect() as conn:
+        return int(
+            conn.execute(
+                sa.text(
+                    "SELECT count(*) FROM parcels p JOIN datasets d ON d.id = p.dataset_id "
+                    "WHERE d.name = :name"
+                ),
+                {"name": dataset},
+            ).scalar_one()
+        )
+
+
+def _dataset_names() -> list[str]:
+    return list(list_datasets()["name"])
+
+
+@pytest.mark.parametrize("sample", LPIS_SAMPLES, ids=lambda s: s.dataset)
+def test_every_real_sample_loads(fresh_db: str, sample, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    source = gpd.read_file(LPIS / sample.path)
+    result = load_parcel_file(
+        LPIS / sample.path, sample.dataset, report_dir=tmp_path, **sample.options
+    )
+    assert result.loaded == len(source) == _count(sample.dataset)
+    assert result.rejected == 0
+    assert result.crs == f"EPSG:{source.crs.to_epsg()}"
+    info = dataset_info(sample.dataset)
+    assert info["parcels"] == len(source)
+    expected = NORMALISED.loc[NORMALISED["dataset"] == sample.dataset, "area_m2"]
+    if len(expected):
+        assert info["area_m2"]["total"] == pytest.approx(expected.sum(), rel=1e-4)
+    # native geometry keeps its SRID; the 4326 copy lies where the source says
+    with get_engine().connect() as conn:
+        srids = conn.execute(
+            sa.text(
+                "SELECT DISTINCT ST_SRID(geom) FROM parcels p JOIN datasets d "
+                "ON d.id = p.dataset_id WHERE d.name = :n"
+            ),
+            {"n": sample.dataset},
+        ).scalars().all()
+        extent = conn.execute(
+            sa.text(
+                "SELECT ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e) FROM (SELECT "
+                "ST_Extent(geom_4326) e FROM parcels p JOIN datasets d ON d.id = p.dataset_id "
+                "WHERE d.name = :n) s"
+            ),
+            {"n": sample.dataset},
+        ).one()
+    assert srids == [source.crs.to_epsg()]
+    assert tuple(extent) == pytest.approx(tuple(source.to_crs(4326).total_bounds), abs=1e-6)
+
+
+def test_detected_columns_match_the_published_roles(fresh_db: str) -> None:
+    expected = json.loads((LPIS / "datasets.json").read_text())
+    checked = 0
+    for sample in LPIS_SAMPLES:
+        roles = expected.get(sample.dataset)
+        if roles is None or "id_column" in sample.options:
+            continue
+        result = load_parcel_file(LPIS / sample.path, sample.dataset)
+        assert result.mapping.id == (roles["id_col"],)
+        assert result.mapping.crop_code == roles["crop_code_col"]
+        assert result.mapping.crop_name == roles["crop_name_col"]
+        checked += 1
+    assert checked >= 9
+
+
+def test_tiny_parcels_are_kept(fresh_db: str) -> None:
+    sample = next(s for s in LPIS_SAMPLES if s.dataset.startswith("de_bb"))
+    load_parcel_file(LPIS / sample.path, "de", **sample.options)
+    info = dataset_info("de")
+    assert info["area_m2"]["min"] < 20  # a 0.001 ha sliver
+    assert info["parcels"] == 100
+
+
+@pytest.mark.parametrize("suffix", [".shp", ".geojson", ".fgb", ".parquet", ".gpkg"])
+def test_any_ogr_format_loads(fresh_db: str, tmp_path: Path, suffix: str) -> None:
+    frame = gpd.read_file(SMALL)
+    path = tmp_path / f"parcels{suffix}"
+    if suffix == ".parquet":
+        frame.to_parquet(path)
+    elif suffix == ".shp":
+        frame[["REF_ID", "GWSCOD_H", "GWSNAM_H", "geometry"]].to_file(path, encoding="cp1252")
+    else:
+        frame.to_file(path)
+    result = load_parcel_file(path, f"fmt{suffix[1:]}")
+    assert result.loaded == len(frame)
+    assert result.mapping.id == ("REF_ID",)
+    with get_engine().connect() as conn:
+        names = set(conn.execute(sa.text("SELECT crop_name FROM parcels")).scalars())
+    assert "Silomaïs" in names  # accents survive every encoding
+
+
+def test_shapefile_encoding_option(fresh_db: str, tmp_path: Path) -> None:
+    frame = gpd.read_file(SMALL)[["REF_ID", "GWSNAM_H", "geometry"]]
+    path = tmp_path / "latin.shp"
+    frame.to_file(path, encoding="cp1252")
+    path.with_suffix(".cpg").unlink()  # an old shapefile that does not declare it
+    result = load_parcel_file(path, "latin", encoding="cp1252")
+    assert result.loaded == len(frame)
+    with get_engine().connect() as conn:
+        names = set(conn.execute(sa.text("SELECT crop_name FROM parcels")).scalars())
+    assert "Silomaïs" in names
+
+
+def _bad_file(tmp_path: Path) -> Path:
+    """Five good parcels plus one of each kind of bad row."""
+    square = shapely.box(0, 0, 100, 100)
+    bowtie = shapely.Polygon([(0, 0), (100, 100), (100, 0), (0, 100), (0, 0)])
+    rows = [
+        ("p1", "311", square),
+        ("p2", "311", shapely.affinity.translate(square, 200)),
+        ("p3", "60", shapely.affinity.translate(square, 400)),
+        ("p4", "60", shapely.affinity.translate(bowtie, 600)),  # invalid: repaired
+        ("p5", "60", shapely.box(800, 0, 800.5, 0.5)),  # tiny: kept
+        ("e1", "60", shapely.Polygon()),  # empty: rejected
+        ("n1", "60", None),  # null: rejected
+        ("l1", "60", shapely.LineString([(0, 0), (1, 1)])),  # not polygonal: rejected
+        ("d1", "60", shapely.affinity.translate(square, 1000)),  # duplicate id: rejected
+        ("d1", "60", shapely.affinity.translate(square, 1200)),
+    ]
+    frame = gpd.GeoDataFrame(
+        {"parcel_id": [r[0] for r in rows], "crop_code": [r[1] for r in rows]},
+        geometry=[r[2] for r in rows],
+        crs="EPSG:32631",
+    )
+    path = tmp_path / "bad.gpkg"
+    frame.to_file(path, layer="parcels", engine="pyogrio", geometry_type="Unknown")
+    return path
+
+
+def test_bad_rows_are_repaired_or_rejected_with_a_report(fresh_db: str, tmp_path: Path) -> None:
+    result = load_parcel_file(
+        _bad_file(tmp_path), "bad", id_column="parcel_id", report_dir=tmp_path
+    )
+    assert result.loaded == 5
+    assert result.repaired == 1
+    assert result.rejected == 5
+    assert result.report_path is not None and result.report_path.parent == tmp_path
+    report = pd.read_csv(result.report_path)
+    by_id = report.groupby("parcel_id")["reason"].apply(list).to_dict()
+    assert by_id["p4"][0].startswith("invalid geometry repaired")
+    assert by_id["e1"] == ["empty or missing geometry"]
+    assert by_id["n1"] == ["empty or missing geometry"]
+    assert by_id["l1"][0].startswith("not a polygon (LineString)")
+    assert by_id["d1"] == ["duplicate parcel id (2 rows)"] * 2
+    with get_engine().connect() as conn:
+        rows = dict(
+            conn.execute(
+                sa.text("SELECT parcel_id, ST_IsValid(geom) AND ST_GeometryType(geom) = "
+                        "'ST_MultiPolygon' FROM parcels")
+            ).all()
+        )
+    assert rows == {"p1": True, "p2": True, "p3": True, "p4": True, "p5": True}
+
+
+def test_existing_dataset_needs_replace(fresh_db: str) -> None:
+    load_parcel_file(SMALL, "be")
+    with pytest.raises(DatasetExistsError, match="--replace"):
+        load_parcel_file(SMALL, "be")
+    assert _count("be") == 100
+    result = load_parcel_file(SMALL, "be", replace=True)
+    assert result.loaded == 100 and _count("be") == 100
+
+
+def test_failed_load_changes_nothing(fresh_db: str, tmp_path: Path) -> None:
+    """A load that fails inside COPY (a NUL byte PostgreSQL cannot store) rolls back whole."""
+    load_parcel_file(SMALL, "be")
+    frame = gpd.read_file(SMALL)
+    frame.loc[50, "GWSNAM_H"] = "bad\x00name"
+    path = tmp_path / "nul.parquet"
+    frame.to_parquet(path)
+    with pytest.raises(DatabaseError, match="NUL.*nothing was changed"):
+        load_parcel_file(path, "be", replace=True)
+    with pytest.raises(DatabaseError, match="NUL.*nothing was changed"):
+        load_parcel_file(path, "other")
+    assert _dataset_names() == ["be"]
+    assert _count("be") == 100
+    with get_engine().connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM parcels")).scalar_one() == 100
+
+
+def test_missing_and_unreadable_files(fresh_db: str, tmp_path: Path) -> None:
+    with pytest.raises(InputError, match=r"nowhere\.gpkg: no such file"):
+        load_parcel_file(tmp_path / "nowhere.gpkg", "x")
+    garbage = tmp_path / "garbage.gpkg"
+    garbage.write_bytes(b"this is not a geopackage" * 10)
+    with pytest.raises(InputError, match=r"garbage\.gpkg: not a readable vector dataset"):
+        load_parcel_file(garbage, "x")
+    broken = tmp_path / "broken.parquet"
+    broken.write_bytes(b"PAR1 broken")
+    with pytest.raises(InputError, match=r"broken\.parquet: not a readable GeoParquet"):
+        load_parcel_file(broken, "x")
+    assert _dataset_names() == []
+
+
+def test_undecidable_id_column_names_candidates_and_flag(fresh_db: str) -> None:
+    dk = LPIS / "dk_marker_2023" / "parcels.gpkg"
+    with pytest.raises(ColumnDetectionError) as err:
+        load_parcel_file(dk, "dk")
+    message = str(err.value)
+    assert "Marknr" in message and "--id-column" in message and "@fid" in message
+    nl = LPIS / "nl_brp_gewaspercelen_2023" / "parcels.gpkg"
+    with pytest.raises(ColumnDetectionError, match="--id-column"):
+        load_parcel_file(nl, "nl")
+    with pytest.raises(ColumnDetectionError, match="--crop-code-column nope: no such column"):
+        load_parcel_file(SMALL, "be", crop_code_column="nope")
+    assert _dataset_names() == []
+
+
+def test_layers_and_crs_must_be_decidable(fresh_db: str, tmp_path: Path) -> None:
+    frame = gpd.read_file(SMALL)
+    two = tmp_path / "two.gpkg"
+    frame.to_file(two, layer="a")
+    frame.iloc[:10].to_file(two, layer="b")
+    with pytest.raises(InputError, match="2 layers .*--layer"):
+        load_parcel_file(two, "two")
+    assert load_parcel_file(two, "two", layer="b").loaded == 10
+    bare = tmp_path / "nocrs.shp"
+    frame[["REF_ID", "geometry"]].to_file(bare)
+    bare.with_suffix(".prj").unlink()
+    with pytest.raises(InputError, match="declares no coordinate reference system.*--crs"):
+        load_parcel_file(bare, "nocrs")
+    assert load_parcel_file(bare, "nocrs", crs="EPSG:31370").crs == "EPSG:31370"
+    # Old-style GeoJSON with projected coordinates: read as WGS84 by definition.
+    wrong = tmp_path / "lambert.geojson"
+    frame[["REF_ID", "geometry"]].to_file(
+        wrong, engine="pyogrio", layer_options={"RFC7946": "NO", "WRITE_NAME": "NO"}
+    )
+    text = wrong.read_text()
+    wrong.write_text(text.replace('"crs"', '"ignored_crs"'))
+    with pytest.raises(InputError, match="not degrees.*--crs"):
+        load_parcel_file(wrong, "lambert")
+    assert load_parcel_file(wrong, "lambert", crs="EPSG:31370").loaded == 100
+
+
+def test_bad_dataset_name(fresh_db: str) -> None:
+    with pytest.raises(InputError, match="--dataset"):
+        load_parcel_file(SMALL, "no spaces; please")
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".gpkg", ".fgb"])
+def test_export_round_trips(fresh_db: str, tmp_path: Path, suffix: str) -> None:
+    load_parcel_file(SMALL, "be")
+    target = export_parcels("be", tmp_path / f"out{suffix}")
+    back = gpd.read_file(target) if suffix != ".parquet" else gpd.read_parquet(target)
+    assert len(back) == 100
+    assert back.crs.to_epsg() == 31370
+    source = gpd.read_file(SMALL)
+    source = source.set_index(source["REF_ID"].astype(str))
+    back = back.set_index("parcel_id")
+    assert back.loc[source.index, "geometry"].area.sum() == pytest.approx(
+        source.geometry.area.sum(), rel=1e-9
+    )
+    if suffix == ".parquet":
+        geo = json.loads(pq.read_schema(target).metadata[b"geo"])
+        assert geo["version"] == "1.1.0"
+        assert "covering" in geo["columns"]["geometry"]
+
+
+def test_parcels_cli(fresh_db: str, tmp_path: Path) -> None:
+    runner = CliRunner()
+    result = runner.invoke(
+        cli, ["parcels", "load", str(SMALL), "--dataset", "be", "--aoi", "BE-VLG", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
+    assert summary["loaded"] == 100 and summary["columns"]["id"] == ["REF_ID"]
+    result = runner.invoke(cli, ["parcels", "load", str(SMALL), "--dataset", "be"])
+    assert result.exit_code == 1
+    assert "--replace" in result.output and "Traceback" not in result.output
+    result = runner.invoke(cli, ["parcels", "info", "--dataset", "be", "--json"])
+    info = json.loads(result.output)
+    assert info["parcels"] == 100 and info["crops"][0]["crop_name"] == "Grasland"
+    result = runner.invoke(cli, ["parcels", "info", "--dataset", "be"])
+    assert "Grasland" in result.output and "EPSG:31370" in result.output
+    result = runner.invoke(cli, ["datasets", "list", "--json"])
+    assert [d["name"] for d in json.loads(result.output)] == ["be"]
+    result = runner.invoke(cli, ["datasets", "list"])
+    assert "BE-VLG" in result.output
+    result = runner.invoke(cli, ["parcels", "export", "-d", "be", "--to", str(tmp_path / "x.fgb")])
+    assert result.exit_code == 0 and (tmp_path / "x.fgb").exists()
+    result = runner.invoke(cli, ["parcels", "export", "-d", "be", "--to", str(tmp_path / "x.csv")])
+    assert result.exit_code == 1 and ".parquet" in result.output
+    result = runner.invoke(cli, ["parcels", "info", "--dataset", "nope"])
+    assert result.exit_code == 1 and "no dataset 'nope'" in result.output
+    result = runner.invoke(cli, ["parcels", "load", str(tmp_path / "missing.gpkg"), "-d", "m"])
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines()[-1].startswith("Error: ")
+    result = runner.invoke(cli, ["parcels", "drop", "-d", "be", "--yes"])
+    assert result.exit_code == 0 and _dataset_names() == []
+
+
+def test_demo_loads_all_samples(fresh_db: str) -> None:
+    result = CliRunner().invoke(cli, ["demo", "--data", str(LPIS.parent)])
+    assert result.exit_code == 0, result.output
+    assert "15 datasets loaded" in result.output
+    assert sorted(_dataset_names()) == sorted(s.dataset for s in LPIS_SAMPLES)
