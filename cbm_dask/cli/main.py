@@ -9,6 +9,7 @@ import click
 from cbm_dask import config
 from cbm_dask._version import __version__
 from cbm_dask.cli.db import db
+from cbm_dask.cli.demo import demo
 from cbm_dask.cli.options import CbmGroup
 from cbm_dask.cli.parcels import datasets, parcels
 
@@ -30,3 +31,4 @@ def cli(verbose: int, quiet: bool) -> None:
 cli.add_command(db)
 cli.add_command(parcels)
 cli.add_command(datasets)
+cli.add_command(demo)
