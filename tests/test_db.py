@@ -81,7 +81,7 @@ def test_migrations_down_and_up(postgis: str) -> None:
     assert _tables(postgis) >= EXPECTED_TABLES
 
 
-def test_signature_tables_are_partitioned_by_dataset(postgis: str) -> None:
+def test_dataset_tables_are_partitioned_by_dataset(postgis: str) -> None:
     with get_engine(postgis).connect() as conn:
         strategy = dict(
             conn.execute(
@@ -91,6 +91,7 @@ def test_signature_tables_are_partitioned_by_dataset(postgis: str) -> None:
                 )
             ).all()
         )
+    assert strategy["parcels"] == "l"
     assert strategy["signatures"] == "l"
     assert strategy["scl_histograms"] == "l"
 

@@ -99,6 +99,13 @@ def test_detected_columns_match_the_published_roles(fresh_db: str) -> None:
         assert result.mapping.crop_name == roles["crop_name_col"]
         checked += 1
     assert checked >= 9
+    # a role the file lacks is NULL, never a text like 'nan'
+    with get_engine().connect() as conn:
+        codes = conn.execute(
+            sa.text("SELECT DISTINCT crop_code, crop_name FROM parcels p JOIN datasets d "
+                    "ON d.id = p.dataset_id WHERE d.name = 'ie_gsaa_2024'")
+        ).all()
+    assert codes == [(None, None)]
 
 
 def test_tiny_parcels_are_kept(fresh_db: str) -> None:

@@ -20,6 +20,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    ForeignKeyConstraint,
     Index,
     Integer,
     SmallInteger,
@@ -78,17 +79,25 @@ class Dataset(Base):
 
 
 class Parcel(Base):
-    """A declared parcel; ``pid`` is the compact key every time series refers to."""
+    """A declared parcel; ``pid`` is the compact key every time series refers to.
+
+    LIST-partitioned by dataset; ``pid`` comes from one sequence, so it is unique
+    across datasets.
+    """
 
     __tablename__ = "parcels"
     __table_args__ = (
         UniqueConstraint("dataset_id", "parcel_id", name="uq_parcels_dataset_parcel"),
+        Index("ix_parcels_pid", "pid"),
         Index("ix_parcels_geom_4326", "geom_4326", postgresql_using="gist"),
         Index("ix_parcels_dataset_crop", "dataset_id", "crop_code"),
+        {"postgresql_partition_by": "LIST (dataset_id)"},
     )
 
+    dataset_id: Mapped[int] = mapped_column(
+        ForeignKey("datasets.id", ondelete="CASCADE"), primary_key=True
+    )
     pid: Mapped[int] = mapped_column(Integer, primary_key=True)
-    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"))
     parcel_id: Mapped[str] = mapped_column(Text)
     crop_code: Mapped[str | None] = mapped_column(Text)
     crop_name: Mapped[str | None] = mapped_column(Text)
@@ -202,11 +211,16 @@ class Marker(Base):
     """A detected event or state in a parcel's time series (mowing, harvest ...)."""
 
     __tablename__ = "markers"
-    __table_args__ = (Index("ix_markers_parcel", "dataset_id", "pid", "marker"),)
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["dataset_id", "pid"], ["parcels.dataset_id", "parcels.pid"], ondelete="CASCADE"
+        ),
+        Index("ix_markers_parcel", "dataset_id", "pid", "marker"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"))
-    pid: Mapped[int] = mapped_column(ForeignKey("parcels.pid", ondelete="CASCADE"))
+    pid: Mapped[int] = mapped_column(Integer)
     marker: Mapped[str] = mapped_column(Text)
     date_start: Mapped[dt.date | None] = mapped_column(Date)
     date_main: Mapped[dt.date | None] = mapped_column(Date)
@@ -225,12 +239,15 @@ class Decision(Base):
     __tablename__ = "decisions"
     __table_args__ = (
         CheckConstraint("light IN ('green', 'yellow', 'red')", name="ck_decisions_light"),
+        ForeignKeyConstraint(
+            ["dataset_id", "pid"], ["parcels.dataset_id", "parcels.pid"], ondelete="CASCADE"
+        ),
         Index("ix_decisions_parcel", "dataset_id", "pid"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"))
-    pid: Mapped[int] = mapped_column(ForeignKey("parcels.pid", ondelete="CASCADE"))
+    pid: Mapped[int] = mapped_column(Integer)
     light: Mapped[str] = mapped_column(Text)
     reasons: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
     evidence: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)

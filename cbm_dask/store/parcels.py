@@ -18,11 +18,17 @@ import pandas as pd
 import psycopg
 import shapely
 import sqlalchemy as sa
+from psycopg import sql
 
 from cbm_dask import config
 from cbm_dask.errors import DatabaseError, DatasetExistsError, DatasetNotFoundError, InputError
 from cbm_dask.store.engine import get_engine
-from cbm_dask.store.partitions import create_dataset_partitions, drop_dataset_partitions
+from cbm_dask.store.partitions import (
+    attach_parcel_partition,
+    create_dataset_partitions,
+    create_parcel_partition,
+    drop_dataset_partitions,
+)
 from cbm_dask.zones import ColumnMapping, detect_columns, prepare_parcels, read_parcels
 from cbm_dask.zones.validate import PreparedParcels
 
@@ -171,18 +177,24 @@ def store_parcels(
                 },
             ).scalar_one()
         )
+        staging = create_parcel_partition(conn, dataset_id)
         raw = conn.connection.driver_connection
         assert raw is not None  # a checked-out connection always has one
-        columns = ", ".join(_COPY_COLUMNS)
-        with raw.cursor() as cursor, cursor.copy(
-            f"COPY parcels ({columns}) FROM STDIN"
-        ) as copy:
+        statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
+            sql.Identifier(staging), sql.SQL(", ").join(map(sql.Identifier, _COPY_COLUMNS))
+        )
+        with raw.cursor() as cursor, cursor.copy(statement) as copy:
+            # Plain object arrays: iterating Arrow-backed columns costs more than COPY.
+            columns = [
+                parcels[c].to_numpy(dtype=object)
+                for c in ("parcel_id", "crop_code", "crop_name", "scheme", "practice")
+            ]
             for row in zip(
-                parcels["parcel_id"], parcels["crop_code"], parcels["crop_name"],
-                parcels["scheme"], parcels["practice"], parcels["area_m2"],
-                geoms, geoms_4326, parcels["attributes"], strict=True,
+                *columns, parcels["area_m2"].to_numpy().tolist(), geoms, geoms_4326,
+                parcels["attributes"], strict=True,
             ):
                 copy.write_row((dataset_id, *row))
+        attach_parcel_partition(conn, dataset_id)
         create_dataset_partitions(conn, dataset_id)
         conn.execute(
             sa.text("UPDATE datasets SET parcel_count = :n WHERE id = :id"),

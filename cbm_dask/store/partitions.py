@@ -1,4 +1,4 @@
-"""Per-dataset partitions of the signature and SCL histogram tables."""
+"""Per-dataset partitions of the parcel, signature and SCL histogram tables."""
 
 from __future__ import annotations
 
@@ -7,9 +7,16 @@ from psycopg import sql
 
 from cbm_dask import config
 
-__all__ = ["create_dataset_partitions", "drop_dataset_partitions", "partition_name"]
+__all__ = [
+    "attach_parcel_partition",
+    "create_dataset_partitions",
+    "create_parcel_partition",
+    "drop_dataset_partitions",
+    "partition_name",
+]
 
 PARTITIONED_TABLES = ("signatures", "scl_histograms")
+
 
 
 def partition_name(table: str, dataset_id: int) -> str:
@@ -58,9 +65,43 @@ def create_dataset_partitions(
                 )
 
 
+def create_parcel_partition(conn: sa.Connection, dataset_id: int) -> str:
+    """Create the dataset's parcel table, not yet attached and without indexes.
+
+    Loading into it and attaching it afterwards (:func:`attach_parcel_partition`)
+    builds every index once, sorted, instead of row by row; its CHECK constraint
+    lets the attach skip the validation scan.
+    """
+    name = partition_name("parcels", dataset_id)
+    _execute(
+        conn,
+        sql.SQL(
+            "CREATE TABLE {} (LIKE parcels INCLUDING DEFAULTS, CHECK (dataset_id = {}))"
+        ).format(sql.Identifier(name), sql.Literal(int(dataset_id))),
+    )
+    return name
+
+
+def attach_parcel_partition(conn: sa.Connection, dataset_id: int) -> None:
+    """Attach the loaded parcel table as the dataset's partition (builds its indexes)."""
+    _execute(
+        conn,
+        sql.SQL("ALTER TABLE parcels ATTACH PARTITION {} FOR VALUES IN ({})").format(
+            sql.Identifier(partition_name("parcels", dataset_id)), sql.Literal(int(dataset_id))
+        ),
+    )
+
+
 def drop_dataset_partitions(conn: sa.Connection, dataset_id: int) -> None:
     """Drop the dataset's partitions (and all its rows), inside the caller's transaction."""
-    for table in PARTITIONED_TABLES:
+    for table in ("markers", "decisions"):  # they reference the parcel partition
+        _execute(
+            conn,
+            sql.SQL("DELETE FROM {} WHERE dataset_id = {}").format(
+                sql.Identifier(table), sql.Literal(int(dataset_id))
+            ),
+        )
+    for table in (*PARTITIONED_TABLES, "parcels"):
         _execute(
             conn,
             sql.SQL("DROP TABLE IF EXISTS {} CASCADE").format(

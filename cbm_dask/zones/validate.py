@@ -7,7 +7,6 @@ are rejected and reported, never silently dropped.  Tiny parcels are kept.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 import geopandas as gpd
@@ -62,28 +61,36 @@ class PreparedParcels:
         return int((self.report["action"] == "repaired").sum())
 
 
-def _polygonal_part(geom: shapely.Geometry | None) -> shapely.Geometry | None:
-    """MultiPolygon of the polygonal parts of a (repaired) geometry, None when none."""
-    if geom is None or geom.is_empty:
-        return None
-    kind = geom.geom_type
-    if kind == "MultiPolygon":
-        return geom
-    if kind == "Polygon":
-        return shapely.MultiPolygon([geom])
-    if kind == "GeometryCollection":
-        polygons = [
-            p for part in geom.geoms if part.geom_type in _POLYGONAL
-            for p in (part.geoms if part.geom_type == "MultiPolygon" else [part])
-        ]
-        return shapely.MultiPolygon(polygons) if polygons else None
-    return None
+def _collection_polygons(geom: shapely.Geometry) -> shapely.Geometry | None:
+    """MultiPolygon of the polygonal parts of a GeometryCollection, None when none."""
+    polygons = [
+        p for part in geom.geoms if part.geom_type in _POLYGONAL
+        for p in (part.geoms if part.geom_type == "MultiPolygon" else [part])
+    ]
+    return shapely.MultiPolygon(polygons) if polygons else None
+
+
+def _as_multipolygons(geoms: np.ndarray) -> np.ndarray:
+    """Promote to MultiPolygon (vectorised); None where nothing polygonal is left."""
+    kinds = shapely.get_type_id(geoms)
+    result = np.full(len(geoms), None, dtype=object)
+    polygons = np.flatnonzero(kinds == 3)
+    result[polygons] = shapely.multipolygons(geoms[polygons], indices=np.arange(len(polygons)))
+    multi = kinds == 6
+    result[multi] = geoms[multi]
+    for index in np.flatnonzero(kinds == 7):
+        result[index] = _collection_polygons(geoms[index])
+    empty = shapely.is_empty(result.astype(object)) if len(result) else np.zeros(0, bool)
+    result[np.asarray(empty, dtype=bool) & ~shapely.is_missing(result)] = None
+    return result
 
 
 def _json_attributes(frame: pd.DataFrame) -> list[str]:
-    """Every original attribute of each row as a JSON object (text)."""
-    records = json.loads(frame.to_json(orient="records", date_format="iso", force_ascii=False))
-    return [json.dumps(r, ensure_ascii=False, allow_nan=False) for r in records]
+    """Every original attribute of each row as a JSON object (text), one per row."""
+    if frame.empty:
+        return []
+    lines = frame.to_json(orient="records", lines=True, date_format="iso", force_ascii=False)
+    return lines.rstrip("\n").split("\n")
 
 
 def prepare_parcels(
@@ -129,7 +136,7 @@ def prepare_parcels(
         reasons_invalid = pd.Series(None, index=frame.index, dtype=object)
         reasons_invalid[invalid] = [f"{Rejection.REPAIRED}: {w}" for w in why]
         mark(invalid, "repaired", reasons_invalid)
-    multi = np.array([_polygonal_part(g) for g in fixed], dtype=object)
+    multi = _as_multipolygons(fixed)
     no_polygon = pd.isna(pd.Series(multi, index=frame.index)) & (
         actions.isna() | (actions == "repaired")
     )
@@ -147,7 +154,7 @@ def prepare_parcels(
 
     def role(column: str | None) -> pd.Series:
         if column is None:
-            return pd.Series(None, index=kept_geoms.index, dtype=object)
+            return pd.Series([None] * len(kept_geoms), index=kept_geoms.index, dtype=object)
         return as_text(frame.loc[keep, column])
 
     attributes = frame.loc[keep].drop(columns=frame.geometry.name)

@@ -31,8 +31,12 @@ CREATE TABLE datasets (
     created_at     timestamptz NOT NULL DEFAULT now()
 );
 
+-- One LIST partition per dataset: a load COPYs into a fresh table and attaches
+-- it, so indexes are built in bulk and a dataset is dropped in one statement.
+-- pid is unique across datasets (one sequence) and is what time series refer to.
+CREATE SEQUENCE parcels_pid_seq AS integer;
 CREATE TABLE parcels (
-    pid        serial PRIMARY KEY,
+    pid        integer NOT NULL DEFAULT nextval('parcels_pid_seq'),
     dataset_id integer NOT NULL REFERENCES datasets (id) ON DELETE CASCADE,
     parcel_id  text NOT NULL,
     crop_code  text,
@@ -43,8 +47,11 @@ CREATE TABLE parcels (
     geom       geometry(MultiPolygon) NOT NULL,
     geom_4326  geometry(MultiPolygon, 4326) NOT NULL,
     attributes jsonb NOT NULL DEFAULT '{}',
+    PRIMARY KEY (dataset_id, pid),
     CONSTRAINT uq_parcels_dataset_parcel UNIQUE (dataset_id, parcel_id)
-);
+) PARTITION BY LIST (dataset_id);
+ALTER SEQUENCE parcels_pid_seq OWNED BY parcels.pid;
+CREATE INDEX ix_parcels_pid ON parcels (pid);
 CREATE INDEX ix_parcels_geom_4326 ON parcels USING gist (geom_4326);
 CREATE INDEX ix_parcels_dataset_crop ON parcels (dataset_id, crop_code);
 
@@ -118,7 +125,7 @@ CREATE INDEX ix_scl_histograms_image ON scl_histograms (image_id);
 CREATE TABLE markers (
     id         serial PRIMARY KEY,
     dataset_id integer NOT NULL REFERENCES datasets (id) ON DELETE CASCADE,
-    pid        integer NOT NULL REFERENCES parcels (pid) ON DELETE CASCADE,
+    pid        integer NOT NULL,
     marker     text NOT NULL,
     date_start date,
     date_main  date,
@@ -126,19 +133,21 @@ CREATE TABLE markers (
     confidence real,
     "values"   jsonb NOT NULL DEFAULT '{}',
     method     text NOT NULL,
-    created_at timestamptz NOT NULL DEFAULT now()
+    created_at timestamptz NOT NULL DEFAULT now(),
+    FOREIGN KEY (dataset_id, pid) REFERENCES parcels (dataset_id, pid) ON DELETE CASCADE
 );
 CREATE INDEX ix_markers_parcel ON markers (dataset_id, pid, marker);
 
 CREATE TABLE decisions (
     id         serial PRIMARY KEY,
     dataset_id integer NOT NULL REFERENCES datasets (id) ON DELETE CASCADE,
-    pid        integer NOT NULL REFERENCES parcels (pid) ON DELETE CASCADE,
+    pid        integer NOT NULL,
     light      text NOT NULL,
     reasons    jsonb NOT NULL DEFAULT '{}',
     evidence   jsonb NOT NULL DEFAULT '{}',
     rule_set   text NOT NULL,
     decided_at timestamptz NOT NULL DEFAULT now(),
+    FOREIGN KEY (dataset_id, pid) REFERENCES parcels (dataset_id, pid) ON DELETE CASCADE,
     CONSTRAINT ck_decisions_light CHECK (light IN ('green', 'yellow', 'red'))
 );
 CREATE INDEX ix_decisions_parcel ON decisions (dataset_id, pid);
@@ -169,6 +178,7 @@ CREATE TABLE api_keys (
 DOWNGRADE = """
 DROP TABLE IF EXISTS api_keys, users, decisions, markers, scl_histograms, signatures,
     extractions, images, parcels, datasets CASCADE;
+DROP SEQUENCE IF EXISTS parcels_pid_seq;
 """
 
 

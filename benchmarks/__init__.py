@@ -1,0 +1,1 @@
+"""On-demand benchmarks (``make bench``); results are recorded in docs/benchmarks.md."""
