@@ -56,7 +56,8 @@ def main(argv: list[str] | None = None) -> str:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--parcels", type=int, default=500_000)
     args = parser.parse_args(argv)
-    from cbm_dask.store.parcels import load_parcel_file
+    from cbm_dask.store.parcels import load_parcel_file, store_parcels
+    from cbm_dask.zones import detect_columns, prepare_parcels, read_parcels
 
     with tempfile.TemporaryDirectory() as tmp, private_database():
         path = Path(tmp) / "parcels.parquet"
@@ -64,11 +65,22 @@ def main(argv: list[str] | None = None) -> str:
         started = time.perf_counter()
         result = load_parcel_file(path, "bench")
         seconds = time.perf_counter() - started
-    rate = result.loaded / seconds
+        # The same load in stages: file + checks (Python) and database (COPY, indexes).
+        t0 = time.perf_counter()
+        source = read_parcels(path)
+        mapping = detect_columns(source.frame)
+        prepared = prepare_parcels(source, mapping)
+        t1 = time.perf_counter()
+        store_parcels(prepared, dataset="bench2", source_file=str(path), layer=None,
+                      mapping=mapping)
+        t2 = time.perf_counter()
+    n = result.loaded
     line = (
-        f"| parcels load | {dt.date.today()} | {result.loaded:,} parcels (GeoParquet, UTM) "
-        f"into PostGIS with PK, unique and GiST indexes | {seconds:.1f} s = "
-        f"**{rate:,.0f} parcels/s** | >= 50,000 parcels/s | {machine()} |"
+        f"| parcels load | {dt.date.today()} | {n:,} parcels (GeoParquet, UTM) into PostGIS "
+        f"with PK, unique, pid and GiST indexes | end to end {seconds:.1f} s = "
+        f"**{n / seconds:,.0f} parcels/s** (read + checks + reprojection {t1 - t0:.1f} s = "
+        f"{n / (t1 - t0):,.0f}/s; database COPY + index build {t2 - t1:.1f} s = "
+        f"{n / (t2 - t1):,.0f}/s) | >= 50,000 parcels/s | {machine()} |"
     )
     print(line)
     return line

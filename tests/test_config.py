@@ -1,0 +1,61 @@
+"""Configuration: shipped defaults, dask.config overrides and CBM_* env, read at call time."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import dask.config
+import pytest
+
+from cbm_dask import config
+from cbm_dask.errors import ConfigError
+from cbm_dask.store.embedded import EmbeddedCluster
+
+
+def test_shipped_defaults_are_registered() -> None:
+    assert config.get("database.name") == "cbm"
+    assert "gewascode" in config.get("parcels.crop-code-columns")
+    assert config.get("parcels.area-crs") == "EPSG:3035"
+
+
+def test_values_are_read_at_call_time() -> None:
+    with dask.config.set({"cbm.database.port": 6543}):
+        assert EmbeddedCluster.from_config().port == 6543
+    assert EmbeddedCluster.from_config().port != 6543
+
+
+def test_env_overrides(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("CBM_HOME", str(tmp_path / "h"))
+    assert config.home() == tmp_path / "h"
+    monkeypatch.delenv("CBM_HOME")
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    with dask.config.set({"cbm.home": None}):
+        assert config.home() == tmp_path / "xdg" / "cbm"
+    monkeypatch.setenv("CBM_DATABASE_URL", "postgresql://u:p@db.example:5432/cbm")
+    assert config.database_url_override() == "postgresql://u:p@db.example:5432/cbm"
+
+
+def test_dask_env_variables_reach_the_namespace(tmp_path: Path) -> None:
+    code = "from cbm_dask import config; print(config.get('database.port'))"
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True,
+        env={"DASK_CBM__DATABASE__PORT": "7777", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+    )
+    assert result.stdout.strip() == "7777", result.stderr
+
+
+def test_missing_key_says_where_to_set_it() -> None:
+    with pytest.raises(ConfigError, match="DASK_CBM__NO__SUCH_KEY"):
+        config.get("no.such-key")
+    assert config.get("no.such-key", 5) == 5
+
+
+def test_importing_reads_no_configuration() -> None:
+    code = (
+        "import dask.config, cbm_dask, cbm_dask.cli.main, cbm_dask.store.parcels;"
+        "print('cbm' in dask.config.config)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.stdout.strip() == "False", result.stderr
