@@ -111,7 +111,9 @@ CREATE TABLE signatures (
     p75        real,
     PRIMARY KEY (dataset_id, pid, image_id, band)
 ) PARTITION BY LIST (dataset_id);
-CREATE INDEX ix_signatures_image ON signatures (image_id);
+-- BRIN: images are extracted roughly in date order, so per-image block ranges
+-- stay narrow; a b-tree here halved COPY throughput (docs/decisions/0003).
+CREATE INDEX ix_signatures_image ON signatures USING brin (image_id);
 
 CREATE TABLE scl_histograms (
     dataset_id integer NOT NULL,
@@ -120,7 +122,7 @@ CREATE TABLE scl_histograms (
     hist       jsonb NOT NULL,
     PRIMARY KEY (dataset_id, pid, image_id)
 ) PARTITION BY LIST (dataset_id);
-CREATE INDEX ix_scl_histograms_image ON scl_histograms (image_id);
+CREATE INDEX ix_scl_histograms_image ON scl_histograms USING brin (image_id);
 
 CREATE TABLE markers (
     id         serial PRIMARY KEY,
