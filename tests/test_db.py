@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import psutil
@@ -14,7 +16,7 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 
 from cbm_dask.cli.main import cli
-from cbm_dask.errors import DatabaseError
+from cbm_dask.errors import DatabaseError, ServiceError
 from cbm_dask.store import migrate
 from cbm_dask.store.embedded import EmbeddedCluster
 from cbm_dask.store.engine import database_url, get_engine
@@ -167,13 +169,12 @@ def test_unreachable_database_says_how_to_fix(monkeypatch: pytest.MonkeyPatch) -
     assert "x@" not in result.output  # the password is never shown
 
 
-def test_embedded_cluster_life_cycle(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_embedded_cluster_life_cycle(monkeypatch: pytest.MonkeyPatch) -> None:
     """A second, short-lived cluster: up, status, down, up again keeps the data."""
     from tests.conftest import free_port, stop_pid
 
-    if len(str(tmp_path)) > 60:
-        pytest.fail("tmp path too long for a unix socket")
-    monkeypatch.setenv("CBM_HOME", str(tmp_path))
+    home = Path(tempfile.mkdtemp(prefix="cbm-"))  # short: unix socket paths are limited
+    monkeypatch.setenv("CBM_HOME", str(home))
     import dask.config
 
     with dask.config.set({"cbm.database.port": free_port()}):
@@ -199,3 +200,10 @@ def test_embedded_cluster_life_cycle(tmp_path: Path, monkeypatch: pytest.MonkeyP
             pid = cluster.pid()
             if pid is not None:
                 stop_pid(pid)
+            shutil.rmtree(home, ignore_errors=True)
+
+
+def test_too_long_cbm_home_is_refused_clearly(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CBM_HOME", "/tmp/" + "x" * 100)
+    with pytest.raises(ServiceError, match="shorter CBM_HOME"):
+        EmbeddedCluster.from_config().up()

@@ -160,6 +160,12 @@ class EmbeddedCluster:
     # -- life cycle ----------------------------------------------------------
     def up(self) -> None:
         """Initialise (first time) and start the server; create the database with PostGIS."""
+        socket_path = self.socket_dir / f".s.PGSQL.{self.port}"
+        if len(str(socket_path)) > 100:  # sun_path holds 107 bytes
+            raise ServiceError(
+                f"{self.root} is too deep for PostgreSQL's unix socket ({socket_path} has "
+                f"{len(str(socket_path))} characters, at most 100 work); use a shorter CBM_HOME"
+            )
         if not self.initialised:
             self._initdb()
         if self.pid() is None:
