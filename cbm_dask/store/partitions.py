@@ -16,6 +16,11 @@ __all__ = [
 ]
 
 PARTITIONED_TABLES = ("signatures", "scl_histograms")
+# Primary keys of the leaves: dataset_id is constant within a leaf.
+_LEAF_KEYS = {
+    "signatures": ("pid", "image_id", "band"),
+    "scl_histograms": ("pid", "image_id"),
+}
 
 
 
@@ -50,19 +55,29 @@ def create_dataset_partitions(
                 sql.SQL(" PARTITION BY HASH (pid)") if sub else sql.SQL(""),
             ),
         )
+        leaves = [name]
         if sub:
-            for remainder in range(modulus):
+            leaves = [f"{name}_h{remainder}" for remainder in range(modulus)]
+            for remainder, leaf in enumerate(leaves):
                 _execute(
                     conn,
                     sql.SQL(
                         "CREATE TABLE {} PARTITION OF {} FOR VALUES WITH (MODULUS {}, REMAINDER {})"
                     ).format(
-                        sql.Identifier(f"{name}_h{remainder}"),
+                        sql.Identifier(leaf),
                         sql.Identifier(name),
                         sql.Literal(modulus),
                         sql.Literal(remainder),
                     ),
                 )
+        for leaf in leaves:
+            _execute(
+                conn,
+                sql.SQL("ALTER TABLE {} ADD PRIMARY KEY ({})").format(
+                    sql.Identifier(leaf),
+                    sql.SQL(", ").join(map(sql.Identifier, _LEAF_KEYS[table])),
+                ),
+            )
 
 
 def create_parcel_partition(conn: sa.Connection, dataset_id: int) -> str:

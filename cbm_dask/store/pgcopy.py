@@ -33,43 +33,56 @@ class BinaryColumn:
     kind: str
 
 
+def _fixed_width(table: np.ndarray, code: np.ndarray, width: int) -> np.ndarray:
+    """Texts ``table[code]`` (all ``width`` bytes long) as a fixed-width bytes array."""
+    if len(table) <= 4096:
+        same = np.array([t if len(t) == width else b"" for t in table], dtype=f"S{width}")
+        return same[code]
+    return table[code].astype(f"S{width}")
+
+
 def binary_copy_buffer(frame: pd.DataFrame, columns: Sequence[BinaryColumn]) -> bytes:
     """Encode ``frame`` as a complete ``COPY ... (FORMAT binary)`` stream."""
     n = len(frame)
     if n == 0:
         return _HEADER + _TRAILER
     values: list[np.ndarray] = []
-    present: list[np.ndarray] = []
+    codes: list[np.ndarray] = []
+    tables: list[np.ndarray] = []
     widths: list[np.ndarray] = []
     for column in columns:
         series = frame[column.name]
         if column.kind in ("text", "jsonb"):
-            # Few distinct texts (band codes): encode each once.
-            codes, uniques = pd.factorize(series, use_na_sentinel=True)
+            # Encode each distinct text once (band codes repeat millions of times).
+            code, uniques = pd.factorize(series, use_na_sentinel=True)
             prefix = b"\x01" if column.kind == "jsonb" else b""  # jsonb binary version
-            table = np.array(
-                [prefix + str(u).encode() for u in uniques] + [b""], dtype=object
-            )
+            table = np.array([prefix + str(u).encode() for u in uniques], dtype=object)
             lengths = np.array([len(t) for t in table], dtype=np.int64)
-            encoded = table[codes]  # code -1 (missing) picks the trailing b""
-            ok = codes >= 0
-            width = lengths[codes]
+            ok = code >= 0
+            width = lengths[code] if len(table) else np.zeros(n, np.int64)
+            codes.append(code)
+            tables.append(table)
+            values.append(np.empty(0))
         elif column.kind in _NUMERIC:
-            as_float = pd.to_numeric(series, errors="raise").to_numpy(dtype="float64")
-            ok = ~np.isnan(as_float)
-            encoded = series.to_numpy()
+            numbers = pd.to_numeric(series, errors="raise").to_numpy(dtype="float64")
+            ok = ~np.isnan(numbers)
             width = np.full(n, np.dtype(_NUMERIC[column.kind]).itemsize)
+            values.append(series.to_numpy(dtype=_NUMERIC[column.kind].lstrip(">"),
+                                          na_value=0))
+            codes.append(np.empty(0, np.int64))
+            tables.append(np.empty(0, dtype=object))
         else:
             raise ValueError(f"unsupported COPY column kind {column.kind!r}")
-        values.append(encoded)
-        present.append(ok)
         widths.append(np.where(ok, width, -1))
     # One fixed-width record layout per distinct (NULL pattern, text length) key.
-    keys = np.stack(widths, axis=1)
-    layouts, group = np.unique(keys, axis=0, return_inverse=True)
+    keys = pd.DataFrame({i: width for i, width in enumerate(widths)})
+    group = keys.groupby(list(keys.columns), sort=False).ngroup().to_numpy()
+    order = np.argsort(group, kind="stable")
+    bounds = np.searchsorted(group[order], np.arange(group.max() + 2))
     parts = [_HEADER]
-    for index, layout in enumerate(layouts):
-        rows = np.flatnonzero(group == index)
+    for index in range(len(bounds) - 1):
+        rows = order[bounds[index]:bounds[index + 1]]
+        layout = keys.iloc[rows[0]].to_numpy()
         fields: list[tuple[str, str]] = [("n", ">i2")]
         for i, (column, width) in enumerate(zip(columns, layout, strict=True)):
             fields.append((f"l{i}", ">i4"))
@@ -81,11 +94,10 @@ def binary_copy_buffer(frame: pd.DataFrame, columns: Sequence[BinaryColumn]) -> 
         for i, (column, width) in enumerate(zip(columns, layout, strict=True)):
             records[f"l{i}"] = width
             if width >= 0:
-                taken = values[i][rows]
                 if column.kind in ("text", "jsonb"):
-                    records[f"v{i}"] = taken.astype(f"S{width}")
+                    records[f"v{i}"] = _fixed_width(tables[i], codes[i][rows], int(width))
                 else:
-                    records[f"v{i}"] = taken.astype(_NUMERIC[column.kind].lstrip(">"))
+                    records[f"v{i}"] = values[i][rows]
         parts.append(records.tobytes())
     parts.append(_TRAILER)
     return b"".join(parts)
