@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,11 +42,15 @@ def stop_pid(pid: int, sig: int = signal.SIGINT, timeout: float = 30) -> None:
 
 
 @pytest.fixture(scope="session")
-def cbm_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A private CBM_HOME and free ports for the whole session (env for subprocesses too)."""
+def cbm_home() -> Iterator[Path]:
+    """A private CBM_HOME and free ports for the whole session (env for subprocesses too).
+
+    A short directory of its own (not pytest's numbered tmp dirs, which other test
+    sessions may clean up): unix socket paths are limited to ~100 characters.
+    """
     if not LPIS.exists():
         pytest.fail(f"the real test data is missing: {REAL_DATA}")
-    home = tmp_path_factory.mktemp("cbm_home")
+    home = Path(tempfile.mkdtemp(prefix="cbm-test-"))
     port = free_port()
     settings = {
         "cbm.database.port": port,
@@ -69,6 +75,7 @@ def cbm_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
+    shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -100,3 +107,110 @@ def fresh_db(postgis: str) -> Iterator[str]:
             drop_dataset_partitions(conn, dataset_id)
         conn.execute(sa.text("DELETE FROM datasets"))
     yield postgis
+
+
+# ---------------------------------------------------------------------------
+# Sentinel archive: the embedded S3 store (SeaweedFS) and STAC API of the session
+
+_S3_ENV = ("CBM_S3_ENDPOINT", "CBM_S3_BUCKET", "CBM_S3_REGION", "CBM_STAC_URL",
+           "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+           "AWS_NO_SIGN_REQUEST")
+
+
+def free_admin_port() -> int:
+    """A free port p whose p + 10000 is free too (SeaweedFS's admin gRPC port)."""
+    for _ in range(200):
+        port = free_port()
+        if port + 10000 > 65535:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free port pair p, p + 10000 on 127.0.0.1")
+
+
+def s3_port_settings() -> dict[str, object]:
+    """Fresh free ports for every listener of an embedded SeaweedFS (dask.config keys)."""
+    ports = {name: free_port() for name in ("master", "master-grpc", "volume", "volume-grpc",
+                                            "filer", "filer-grpc", "s3-grpc")}
+    ports["admin"] = free_admin_port()
+    return {"cbm.s3.port": free_port(), "cbm.s3.ports": ports}
+
+
+def _dask_env(settings: dict[str, object]) -> dict[str, str]:
+    """DASK_CBM__… variables carrying ``settings`` to subprocesses."""
+    env: dict[str, str] = {}
+    for key, value in settings.items():
+        base = "DASK_" + key.upper().replace(".", "__").replace("-", "_")
+        if isinstance(value, dict):
+            for sub, sub_value in value.items():
+                env[f"{base}__{sub.upper().replace('-', '_')}"] = str(sub_value)
+        else:
+            env[base] = str(value)
+    return env
+
+
+@pytest.fixture(scope="session")
+def s3_server(cbm_home: Path) -> Iterator[object]:
+    """The real embedded SeaweedFS on free 127.0.0.1 ports under the session CBM_HOME.
+
+    Yields its :class:`cbm_dask.services.s3.S3Settings`; stopped by PID at the end.
+    """
+    from cbm_dask.services.s3 import S3Settings, SeaweedService
+
+    settings = s3_port_settings()
+    env = _dask_env(settings)
+    old = {k: os.environ.get(k) for k in [*env, *_S3_ENV]}
+    for key in _S3_ENV:
+        os.environ.pop(key, None)
+    os.environ.update(env)
+    with dask.config.set(settings):
+        service = SeaweedService.from_config()
+        started = time.monotonic()
+        service.up()
+        print(f"\nSeaweedFS up in {time.monotonic() - started:.1f} s")
+        try:
+            yield S3Settings.from_config()
+        finally:
+            pid = service.pid()
+            if pid is not None:
+                stop_pid(pid, signal.SIGTERM)
+    for key, value in old.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture(scope="session")
+def stac_api(postgis: str, s3_server: object) -> Iterator[str]:
+    """The real stac-fastapi-pgstac (transactions on) on a free 127.0.0.1 port.
+
+    Its pgstac database lives in the session PostGIS.  Yields the base URL;
+    stopped by PID at the end.
+    """
+    from cbm_dask.services.stac import StacService
+
+    settings: dict[str, object] = {"cbm.stac.port": free_port()}
+    env = _dask_env(settings)
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    with dask.config.set(settings):
+        service = StacService.from_config()
+        started = time.monotonic()
+        service.up()
+        print(f"\nSTAC API up in {time.monotonic() - started:.1f} s")
+        try:
+            yield service.address
+        finally:
+            pid = service.pid()
+            if pid is not None:
+                stop_pid(pid, signal.SIGTERM)
+    for key, value in old.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value

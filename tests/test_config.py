@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -57,5 +58,8 @@ def test_importing_reads_no_configuration() -> None:
         "import dask.config, cbm_dask, cbm_dask.cli.main, cbm_dask.store.parcels;"
         "print('cbm' in dask.config.config)"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    # Without DASK_CBM__* variables, which dask itself reads at import.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DASK_CBM__")}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            env=env)
     assert result.stdout.strip() == "False", result.stderr

@@ -8,10 +8,14 @@ import click
 
 from cbm_dask import config
 from cbm_dask._version import __version__
+from cbm_dask.cli.archive import archive
+from cbm_dask.cli.catalog import catalog
 from cbm_dask.cli.db import db
 from cbm_dask.cli.demo import demo
 from cbm_dask.cli.options import CbmGroup
 from cbm_dask.cli.parcels import datasets, parcels
+from cbm_dask.cli.services import services
+from cbm_dask.cli.world import world
 
 
 @click.group(cls=CbmGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -31,4 +35,8 @@ def cli(verbose: int, quiet: bool) -> None:
 cli.add_command(db)
 cli.add_command(parcels)
 cli.add_command(datasets)
+cli.add_command(world)
 cli.add_command(demo)
+cli.add_command(catalog)
+cli.add_command(services)
+cli.add_command(archive)

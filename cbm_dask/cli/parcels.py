@@ -33,7 +33,8 @@ def parcels() -> None:
 @click.option("--practice-column", metavar="C", help="Declared practice column.")
 @click.option("--layer", metavar="L", help="Layer to read (files with several layers).")
 @click.option("--encoding", metavar="ENC", help="Attribute encoding when the file has none.")
-@click.option("--crs", metavar="EPSG:N", help="CRS of the coordinates when the file declares none or a wrong one.")
+@click.option("--crs", metavar="EPSG:N",
+              help="CRS of the coordinates when the file declares none or a wrong one.")
 @click.option("--aoi", metavar="NAME", help="Area of interest (country/region) label.")
 @click.option("--year", type=int, help="Declaration year (default: from the dataset name).")
 @click.option("--replace", is_flag=True, help="Replace an existing dataset of that name.")

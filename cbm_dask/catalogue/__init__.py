@@ -1,0 +1,52 @@
+"""The image catalogue (the JRC ``dias_catalogue``): STAC items normalised into ``images`` rows.
+
+* :func:`normalise_item` turns a STAC item of any supported catalogue's shape into
+  an :class:`ImageRecord` (pure);
+* :func:`sync_catalogue` searches a STAC API and upserts the records, with a
+  ``pending`` extraction per image for a parcel dataset;
+* :func:`list_images` and :func:`read_images` read the catalogue back.
+"""
+
+from cbm_dask.catalogue.normalise import (
+    AssetRecord,
+    ImageRecord,
+    ItemError,
+    ItemLike,
+    image_card,
+    mgrs_tile,
+    normalise_item,
+    processing_baseline,
+    scale_offset,
+)
+from cbm_dask.catalogue.sync import (
+    SyncResult,
+    dataset_bbox,
+    default_stac_url,
+    list_images,
+    parse_bbox,
+    parse_date,
+    read_images,
+    sync_catalogue,
+    upsert_images,
+)
+
+__all__ = [
+    "AssetRecord",
+    "ImageRecord",
+    "ItemError",
+    "ItemLike",
+    "SyncResult",
+    "dataset_bbox",
+    "default_stac_url",
+    "image_card",
+    "list_images",
+    "mgrs_tile",
+    "normalise_item",
+    "parse_bbox",
+    "parse_date",
+    "processing_baseline",
+    "read_images",
+    "scale_offset",
+    "sync_catalogue",
+    "upsert_images",
+]

@@ -1,0 +1,487 @@
+"""Lazy cubes from the real Sentinel COGs in ../shared/data/real, described by items
+of the real catalogues' shapes (Earth Search v1/c1, CDSE STAC 1.1, Planetary Computer)."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from pathlib import Path
+from typing import Any
+
+import dask
+import numpy as np
+import pytest
+import rasterio
+import shapely
+import shapely.geometry
+from affine import Affine
+from pyproj import Transformer
+
+from cbm_dask.catalogue.normalise import ImageRecord, normalise_item
+from cbm_dask.errors import InputError
+from cbm_dask.load.bands import canonical_band, parse_asset_key
+from cbm_dask.load.cube import _task_env, load_cube, native_geobox, solar_day, split_by_epsg
+
+REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real"
+KEMPEN = REAL / "s2_l2a_flanders_kempen_2022_2023" / "cogs"
+KEMPEN_S1 = REAL / "s1_flanders_kempen_2023" / "cogs"
+IRELAND = REAL / "s2_l2a_ireland_T29UNU_20221005" / "cogs_window"
+COG = "image/tiff; application=geotiff; profile=cloud-optimized"
+INVALID = (0, 1, 3, 8, 9, 10, 11)
+
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::PendingDeprecationWarning"),
+    pytest.mark.filterwarnings("ignore::DeprecationWarning:odc.*"),
+]
+
+ES_KEYS = {"B01": "coastal", "B02": "blue", "B03": "green", "B04": "red", "B08": "nir",
+           "B11": "swir16", "SCL": "scl", "AOT": "aot"}
+
+
+# ---------------------------------------------------------------------------
+# items of the real catalogues' shapes pointing at the real local COGs
+
+
+def _grid(path: Path) -> tuple[int, list[float], list[int], Any]:
+    with rasterio.open(path) as src:
+        return src.crs.to_epsg(), list(src.transform)[:6], [src.height, src.width], src.bounds
+
+
+def _footprint(bounds: Any, epsg: int) -> dict[str, Any]:
+    to_4326 = Transformer.from_crs(epsg, 4326, always_xy=True)
+    x0, y0, x1, y1 = bounds
+    ring = [to_4326.transform(x, y) for x, y in [(x0, y0), (x1, y0), (x1, y1), (x0, y1)]]
+    return shapely.geometry.mapping(shapely.Polygon(ring))
+
+
+def _bbox(bounds: Any, epsg: int) -> list[float]:
+    return list(shapely.geometry.shape(_footprint(bounds, epsg)).bounds)
+
+
+def _read(path: Path) -> np.ndarray:
+    with rasterio.open(path) as src:
+        return src.read(1)
+
+
+def earth_search_item(date: str, *, offset: float = -0.1, harmonised: bool | None = None,
+                      hour: str = "10:47:00", suffix: str = "") -> dict[str, Any]:
+    """Earth Search v1 / c1 shape: common-name keys, raster:bands scale/offset, proj:epsg."""
+    assets: dict[str, Any] = {}
+    epsg = 0
+    bounds = None
+    for tif in sorted((KEMPEN / date).glob("*.tif")):
+        band = tif.stem
+        epsg, transform, shape, bounds = _grid(tif)
+        raster: dict[str, Any] = {"nodata": 0, "data_type": "uint8" if band == "SCL" else "uint16",
+                                  "spatial_resolution": transform[0]}
+        if band not in ("SCL", "AOT"):
+            raster.update(scale=0.0001, offset=offset)
+        assets[ES_KEYS[band]] = {"href": str(tif), "type": COG, "roles": ["data"],
+                                 "proj:shape": shape, "proj:transform": transform,
+                                 "raster:bands": [raster]}
+    props: dict[str, Any] = {
+        "datetime": f"{date}T{hour}Z", "platform": "sentinel-2a", "constellation": "sentinel-2",
+        "proj:epsg": epsg, "grid:code": "MGRS-31UFS", "eo:cloud_cover": 12.5,
+        "s2:processing_baseline": "05.09", "sat:relative_orbit": 51,
+    }
+    if harmonised is not None:
+        props["earthsearch:boa_offset_applied"] = harmonised
+    return {"type": "Feature", "stac_version": "1.0.0",
+            "id": f"S2A_31UFS_{date.replace('-', '')}_0_L2A{suffix}",
+            "collection": "sentinel-2-c1-l2a", "geometry": _footprint(bounds, epsg),
+            "bbox": _bbox(bounds, epsg), "properties": props, "assets": assets, "links": []}
+
+
+def cdse_item(date: str) -> dict[str, Any]:
+    """CDSE STAC 1.1 shape: ``B04_10m`` keys, ``bands``, asset-level proj:code and raster:*."""
+    assets: dict[str, Any] = {}
+    epsg = 0
+    bounds = None
+    for tif in sorted((KEMPEN / date).glob("*.tif")):
+        band = tif.stem
+        epsg, transform, shape, bounds = _grid(tif)
+        asset: dict[str, Any] = {
+            "href": str(tif), "type": COG, "roles": ["data", "sampling:original"],
+            "proj:code": f"EPSG:{epsg}", "proj:shape": shape, "proj:transform": transform,
+            "nodata": 0, "data_type": "uint8" if band == "SCL" else "uint16",
+            "bands": [{"name": band}],
+        }
+        if band not in ("SCL", "AOT"):
+            asset.update({"raster:scale": 0.0001, "raster:offset": -0.1})
+        assets[f"{band}_20m" if band == "SCL" else f"{band}_10m"] = asset
+    stamp = date.replace("-", "")
+    return {"type": "Feature", "stac_version": "1.1.0",
+            "id": f"S2A_MSIL2A_{stamp}T104701_N0509_R051_T31UFS_{stamp}T150000",
+            "collection": "sentinel-2-l2a", "geometry": _footprint(bounds, epsg),
+            "bbox": _bbox(bounds, epsg),
+            "properties": {"datetime": f"{date}T10:47:00Z", "platform": "sentinel-2a",
+                           "grid:code": "MGRS-31UFS", "processing:version": "05.09",
+                           "eo:cloud_cover": 12.5, "product:type": "S2MSI2A"},
+            "assets": assets, "links": []}
+
+
+def planetary_item(date: str) -> dict[str, Any]:
+    """Planetary Computer shape: band-id keys, no raster extension (offset from baseline)."""
+    assets: dict[str, Any] = {}
+    epsg = 0
+    bounds = None
+    for tif in sorted((KEMPEN / date).glob("*.tif")):
+        epsg, transform, shape, bounds = _grid(tif)
+        assets[tif.stem] = {"href": str(tif), "type": COG, "roles": ["data"], "gsd": 10.0,
+                            "proj:shape": shape, "proj:transform": transform}
+    stamp = date.replace("-", "")
+    return {"type": "Feature", "stac_version": "1.0.0",
+            "id": f"S2A_MSIL2A_{stamp}T104701_R051_T31UFS_{stamp}T150000",
+            "collection": "sentinel-2-l2a", "geometry": _footprint(bounds, epsg),
+            "bbox": _bbox(bounds, epsg),
+            "properties": {"datetime": f"{date}T10:47:00Z", "platform": "Sentinel-2A",
+                           "proj:epsg": epsg, "s2:mgrs_tile": "31UFS",
+                           "s2:processing_baseline": "05.09", "eo:cloud_cover": 12.5},
+            "assets": assets, "links": []}
+
+
+def ireland_item() -> dict[str, Any]:
+    """Planetary Computer shape over the real T29UNU window: 60 m bands, 20 m SCL/AOT, N0400."""
+    assets: dict[str, Any] = {}
+    epsg = 0
+    bounds = None
+    for tif in sorted(IRELAND.glob("*.tif")):
+        name, res = tif.stem.split("_")
+        epsg, transform, shape, bounds = _grid(tif)
+        key = tif.stem if name in ("SCL", "AOT", "WVP") and res == "60m" else name
+        assets[key] = {"href": str(tif), "type": COG, "roles": ["data"], "gsd": transform[0],
+                       "proj:shape": shape, "proj:transform": transform}
+    return {"type": "Feature", "stac_version": "1.0.0",
+            "id": "S2A_MSIL2A_20221005T115411_R023_T29UNU_20221005T164454",
+            "collection": "sentinel-2-l2a", "geometry": _footprint(bounds, epsg),
+            "bbox": _bbox(bounds, epsg),
+            "properties": {"datetime": "2022-10-05T11:54:11.024Z", "platform": "Sentinel-2A",
+                           "proj:epsg": epsg, "s2:mgrs_tile": "29UNU",
+                           "s2:product_uri": "S2A_MSIL2A_20221005T115411_N0400_R023_T29UNU_"
+                                             "20221005T164454.SAFE",
+                           "sat:relative_orbit": 23, "eo:cloud_cover": 48.1},
+            "assets": assets, "links": []}
+
+
+def s1_item(date: str) -> dict[str, Any]:
+    """Local-archive ``sentinel-1-backscatter`` shape: vv/vh float32 linear gamma0."""
+    assets: dict[str, Any] = {}
+    epsg = 0
+    bounds = None
+    for pol in ("VV", "VH"):
+        tif = KEMPEN_S1 / date / f"{pol}.tif"
+        epsg, transform, shape, bounds = _grid(tif)
+        assets[pol.lower()] = {"href": str(tif), "type": COG, "roles": ["data", "backscatter"],
+                               "proj:code": f"EPSG:{epsg}", "proj:shape": shape,
+                               "proj:transform": transform,
+                               "raster:bands": [{"nodata": "nan", "data_type": "float32"}]}
+    return {"type": "Feature", "stac_version": "1.0.0",
+            "id": f"S1A_IW_GRDH_1SDV_{date.replace('-', '')}T173200",
+            "collection": "sentinel-1-backscatter", "geometry": _footprint(bounds, epsg),
+            "bbox": _bbox(bounds, epsg),
+            "properties": {"datetime": f"{date}T17:32:00Z", "platform": "sentinel-1a",
+                           "constellation": "sentinel-1", "sar:instrument_mode": "IW",
+                           "sar:product_type": "GRD", "sat:relative_orbit": 88},
+            "assets": assets, "links": []}
+
+
+# ---------------------------------------------------------------------------
+# laziness, layout, grids
+
+
+def test_cube_is_lazy_until_compute(tmp_path: Path) -> None:
+    item = earth_search_item("2023-04-05")
+    # A missing file with complete grid metadata: building the cube must not open it.
+    missing = dict(item["assets"]["red"], href=str(tmp_path / "not-there.tif"))
+    item["assets"]["red"] = missing
+    cube = load_cube([item], bands=["red", "nir", "scl"])
+    for band in cube.bands:
+        assert dask.is_dask_collection(cube[band].data), band
+    assert np.isfinite(cube["B08"].compute()).any()  # another band reads fine
+    with pytest.raises(Exception, match="not-there"):
+        cube["B04"].compute()
+
+
+def test_dims_coords_and_attrs() -> None:
+    items = [earth_search_item(d, harmonised=True) for d in ("2023-04-02", "2023-04-05")]
+    cube = load_cube(items, bands=["B04", "B08", "SCL"])
+    assert cube.card == "s2" and cube.crs == "EPSG:32631"
+    assert cube.resolutions == (10.0,) and cube.bands == ("B04", "B08", "SCL")
+    ds = cube.groups[10]
+    for name in ("B04", "B08", "SCL"):
+        assert ds[name].dims == ("time", "y", "x")
+    assert ds["B04"].dtype == np.float32 and ds["SCL"].dtype == np.uint8
+    assert math.isnan(ds["B04"].attrs["nodata"]) and ds["SCL"].attrs["nodata"] == 0
+    assert ds["B04"].attrs["units"] == "1"
+    assert int(ds["spatial_ref"]) == 32631
+    assert np.issubdtype(ds["time"].dtype, np.datetime64)
+    assert list(ds["item_id"].values) == [i["id"] for i in items]
+    assert ds.attrs["card"] == "s2" and ds.attrs["resolution"] == 10.0
+    assert ds.attrs["scl_invalid"] == list(INVALID)
+    assert cube["B04"].shape == (2, 66, 64)
+
+
+def test_ten_metre_grid_is_the_cogs_own() -> None:
+    cube = load_cube([earth_search_item("2023-04-05")], bands=["red"])
+    with rasterio.open(KEMPEN / "2023-04-05" / "B04.tif") as src:
+        transform, shape = src.transform, src.shape
+    geobox = cube.groups[10].odc.geobox
+    assert geobox.transform == transform
+    assert geobox.shape == shape
+    assert geobox.resolution.x == 10 and geobox.resolution.y == -10
+
+
+def test_bbox_cut_snaps_to_the_native_grid() -> None:
+    # A box inside the COG that does not fall on pixel edges.
+    box = (5.0535, 51.2170, 5.0580, 51.2200)
+    cube = load_cube([earth_search_item("2023-04-05")], bands=["red"], bbox=box)
+    geobox = cube.groups[10].odc.geobox
+    with rasterio.open(KEMPEN / "2023-04-05" / "B04.tif") as src:
+        origin = src.transform
+        full = src.read(1)
+    col = (geobox.transform.c - origin.c) / 10
+    row = (origin.f - geobox.transform.f) / 10
+    assert col == int(col) and row == int(row) and geobox.resolution.x == 10
+    assert geobox.shape[0] < full.shape[0] and geobox.shape[1] < full.shape[1]
+    window = full[int(row): int(row) + geobox.shape[0], int(col): int(col) + geobox.shape[1]]
+    values = cube["B04"].isel(time=0).values
+    expected = np.where(window == 0, np.nan, window * np.float32(1e-4) - np.float32(0.1))
+    scl = _read(KEMPEN / "2023-04-05" / "SCL.tif")
+    scl = scl[int(row): int(row) + geobox.shape[0], int(col): int(col) + geobox.shape[1]]
+    expected[np.isin(scl, INVALID)] = np.nan
+    np.testing.assert_allclose(values, expected, rtol=1e-6, atol=1e-7)
+
+
+def test_twenty_metre_bands_stay_at_twenty_metres() -> None:
+    cube = load_cube([ireland_item()], bands=["B04", "nir08", "SCL", "AOT"])
+    assert cube.resolutions == (20.0, 60.0)
+    assert set(cube.groups[20].data_vars) == {"SCL", "AOT"}
+    assert set(cube.groups[60].data_vars) == {"B04", "B8A"}
+    with rasterio.open(IRELAND / "SCL_20m.tif") as scl, \
+            rasterio.open(IRELAND / "B04_60m.tif") as red:
+        assert cube.groups[20].odc.geobox.transform == scl.transform
+        assert cube.groups[20].odc.geobox.shape == scl.shape
+        assert cube.groups[60].odc.geobox.transform == red.transform
+        np.testing.assert_array_equal(cube["SCL"].isel(time=0).values, scl.read(1))
+    assert cube.resolution_of("AOT") == 20.0
+
+
+def test_native_geobox_refuses_to_resample_misaligned_ten_metre_grids() -> None:
+    grids = [(Affine(10, 0, 600000, 0, -10, 5700000), (100, 100)),
+             (Affine(10, 0, 600005, 0, -10, 5700000), (100, 100))]
+    with pytest.raises(InputError, match="not aligned"):
+        native_geobox(grids, "EPSG:32631")
+    aligned = [(Affine(10, 0, 600000, 0, -10, 5700000), (100, 100)),
+               (Affine(10, 0, 600500, 0, -10, 5699000), (100, 100))]
+    box = native_geobox(aligned, "EPSG:32631")
+    assert box.shape == (200, 150) and box.transform.c == 600000 and box.transform.f == 5700000
+
+
+# ---------------------------------------------------------------------------
+# band names across catalogue shapes
+
+
+def test_band_aliases() -> None:
+    assert {canonical_band(n) for n in ("red", "B04", "b4", "B04_10m", "red-jp2")} == {"B04"}
+    assert canonical_band("nir08") == canonical_band("B8A") == "B8A"
+    assert canonical_band("swir16") == "B11" and canonical_band("scl") == "SCL"
+    assert parse_asset_key("blue_60m") == ("B02", 60)
+    assert parse_asset_key("visual") == (None, None)
+    assert canonical_band("vv") == "VV" and canonical_band("vv", "c6") == "COH_VV"
+    assert canonical_band("coh_vh") == "COH_VH" and canonical_band("red", "bs") is None
+
+
+def test_same_bands_from_every_catalogue_shape() -> None:
+    date = "2023-04-05"
+    shapes = {"earth-search": earth_search_item(date), "cdse": cdse_item(date),
+              "planetary": planetary_item(date)}
+    cubes = {name: load_cube([item], bands=["red", "nir", "scl"]) for name, item in shapes.items()}
+    reference = cubes["earth-search"]
+    for name, cube in cubes.items():
+        assert cube.bands == ("B04", "B08", "SCL"), name
+        for band in cube.bands:
+            np.testing.assert_array_equal(cube[band].values, reference[band].values,
+                                          err_msg=f"{name} {band}")
+
+
+# ---------------------------------------------------------------------------
+# values: offsets, masks, S1
+
+
+def test_boa_offset_removed_as_the_item_declares() -> None:
+    dn = _read(KEMPEN / "2023-04-05" / "B04.tif").astype("float64")
+    nodata = dn == 0
+    cases = {
+        "raster:bands offset -0.1": (earth_search_item("2023-04-05"), dn * 1e-4 - 0.1),
+        "harmonised flag": (earth_search_item("2023-04-05", harmonised=True), dn * 1e-4),
+        "baseline 05.09, no raster ext": (planetary_item("2023-04-05"), (dn - 1000) / 1e4),
+    }
+    for name, (item, expected) in cases.items():
+        values = load_cube([item], bands=["B04"], mask_scl=False)["B04"].isel(time=0).values
+        np.testing.assert_allclose(values[~nodata], expected[~nodata], rtol=1e-6, atol=2e-7,
+                                   err_msg=name)
+        assert np.isnan(values[nodata]).all(), name
+
+
+def test_baseline_0400_offset_on_real_l2a() -> None:
+    # The Irish product is a real N0400 L2A: DN carry the +1000 BOA offset.
+    cube = load_cube([ireland_item()], bands=["B04"], mask_scl=False)
+    dn = _read(IRELAND / "B04_60m.tif").astype("float64")
+    values = cube["B04"].isel(time=0).values
+    valid = dn != 0
+    np.testing.assert_allclose(values[valid], (dn[valid] - 1000) / 10000, atol=2e-7)
+    assert np.isnan(values[~valid]).all()
+
+
+@pytest.mark.parametrize("classes", [None, (8, 9)])
+def test_scl_mask_is_exactly_the_invalid_classes(classes: tuple[int, ...] | None) -> None:
+    dates = ("2022-11-01", "2022-11-11", "2023-01-16")  # cloudy, clear, clear
+    items = [earth_search_item(d, harmonised=True) for d in dates]
+    cube = load_cube(items, bands=["B04", "B08"], mask_scl=True if classes is None else classes)
+    invalid = INVALID if classes is None else classes
+    for step, date in enumerate(dates):
+        scl = _read(KEMPEN / date / "SCL.tif")
+        for band in ("B04", "B08"):
+            dn = _read(KEMPEN / date / f"{band}.tif")
+            expected_nan = np.isin(scl, invalid) | (dn == 0)
+            values = cube[band].isel(time=step).values
+            np.testing.assert_array_equal(np.isnan(values), expected_nan,
+                                          err_msg=f"{date} {band}")
+            np.testing.assert_allclose(values[~expected_nan], dn[~expected_nan] * 1e-4,
+                                       rtol=1e-6)
+
+
+def test_no_mask_keeps_cloudy_pixels() -> None:
+    item = earth_search_item("2022-11-01", harmonised=True)
+    values = load_cube([item], bands=["B04"], mask_scl=False)["B04"].values
+    assert not np.isnan(values).any()
+
+
+def test_twenty_metre_scl_masks_sixty_metre_bands_by_nearest_pixel() -> None:
+    cube = load_cube([ireland_item()], bands=["B04"])
+    scl20 = _read(IRELAND / "SCL_20m.tif")
+    centre = scl20[1::3, 1::3]  # the 20 m pixel under each 60 m pixel centre
+    dn = _read(IRELAND / "B04_60m.tif")
+    expected_nan = np.isin(centre, INVALID) | (dn == 0)
+    np.testing.assert_array_equal(np.isnan(cube["B04"].isel(time=0).values), expected_nan)
+    assert 0 < expected_nan.mean() < 1
+
+
+def test_sentinel1_linear_and_decibels() -> None:
+    items = [s1_item(d) for d in ("2023-04-03", "2023-04-05")]
+    linear = load_cube(items)
+    decibel = load_cube(items, s1_db=True)
+    assert linear.card == "bs" and linear.bands == ("VV", "VH")
+    raw = _read(KEMPEN_S1 / "2023-04-05" / "VV.tif")
+    np.testing.assert_array_equal(linear["VV"].isel(time=1).values, raw)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        expected = 10 * np.log10(linear["VH"].values)
+    np.testing.assert_allclose(decibel["VH"].values, expected, rtol=1e-5, equal_nan=True)
+    assert decibel["VH"].attrs["units"] == "dB"
+    assert np.nanmedian(decibel["VV"].values) == pytest.approx(-11, abs=3)
+
+
+# ---------------------------------------------------------------------------
+# time grouping
+
+
+def test_same_solar_day_images_are_fused() -> None:
+    early = earth_search_item("2023-04-05", harmonised=True)
+    late = earth_search_item("2023-04-05", harmonised=True, hour="10:47:30", suffix="b")
+    other = earth_search_item("2023-04-07", harmonised=True)
+    fused = load_cube([late, other, early], bands=["B04", "SCL"])
+    assert fused.groups[10].sizes["time"] == 2
+    assert list(fused.groups[10]["item_id"].values) == [f"{early['id']}+{late['id']}",
+                                                         other["id"]]
+    separate = load_cube([late, other, early], bands=["B04", "SCL"], groupby="item")
+    assert separate.groups[10].sizes["time"] == 3
+    np.testing.assert_array_equal(fused["B04"].isel(time=0).values,
+                                  separate["B04"].isel(time=0).values)
+    assert fused.groups[10].attrs["groupby"] == "solar_day"
+
+
+def test_solar_day_shifts_with_longitude() -> None:
+    import datetime as dt
+
+    late_utc = dt.datetime(2023, 4, 5, 23, 30, tzinfo=dt.UTC)
+    assert solar_day(late_utc, 15.0) == dt.date(2023, 4, 6)
+    assert solar_day(late_utc, -60.0) == dt.date(2023, 4, 5)
+
+
+def test_time_filter_is_inclusive_of_the_end_day() -> None:
+    items = [earth_search_item(d) for d in ("2023-04-02", "2023-04-05", "2023-04-07")]
+    cube = load_cube(items, bands=["B04"], time=("2023-04-03", "2023-04-05"))
+    assert list(cube.groups[10]["item_id"].values) == [items[1]["id"]]
+
+
+# ---------------------------------------------------------------------------
+# inputs: records, rows, errors, GDAL environment
+
+
+def test_catalogue_rows_give_the_same_cube() -> None:
+    item = cdse_item("2023-04-05")
+    record = normalise_item(item)
+    row = {**record.as_row(), "id": 42}
+    from_row = ImageRecord.from_row(row)
+    assert from_row.image_id == 42 and from_row.footprint.equals(record.footprint)
+    a = load_cube([item], bands=["B04", "SCL"])
+    b = load_cube([row], bands=["B04", "SCL"])
+    np.testing.assert_array_equal(a["B04"].values, b["B04"].values)
+    assert list(b.groups[10]["image_id"].values) == [42]
+
+
+def test_bad_inputs_name_what_to_fix() -> None:
+    kempen, ireland = earth_search_item("2023-04-05"), ireland_item()
+    with pytest.raises(InputError, match="several CRSs.*EPSG:3263"):
+        load_cube([kempen, ireland], bands=["B04"])
+    assert set(split_by_epsg([kempen, ireland])) == {32631, 32629}
+    with pytest.raises(InputError, match="B12"):
+        load_cube([kempen], bands=["B12"])
+    with pytest.raises(InputError, match="unknown band"):
+        load_cube([kempen], bands=["ndvi"])
+    with pytest.raises(InputError, match="does not overlap"):
+        load_cube([kempen], bands=["B04"], bbox=(10.0, 50.0, 10.1, 50.1))
+    with pytest.raises(InputError, match="several cards"):
+        load_cube([kempen, s1_item("2023-04-05")])
+    with pytest.raises(InputError, match="no images"):
+        load_cube([kempen], time=("2024-01-01", None))
+
+
+def test_gdal_env_travels_with_the_graph() -> None:
+    env = _task_env({"AWS_S3_ENDPOINT": "127.0.0.1:8333", "AWS_HTTPS": "NO",
+                     "AWS_VIRTUAL_HOSTING": "FALSE", "AWS_ACCESS_KEY_ID": "k",
+                     "AWS_SECRET_ACCESS_KEY": "s", "AWS_NO_SIGN_REQUEST": "NO"})
+    assert env["_aws"] == {"endpoint_url": "127.0.0.1:8333", "aws_access_key_id": "k",
+                           "aws_secret_access_key": "s", "aws_unsigned": False}
+    assert env["AWS_VIRTUAL_HOSTING"] == "FALSE" and "AWS_ACCESS_KEY_ID" not in env
+    # Local files read the same with an explicit environment embedded in the graph.
+    from cbm_dask.load.gdal_env import GdalEnv
+
+    item = earth_search_item("2023-04-05")
+    plain = load_cube([item], bands=["B04"])
+    for gdal_env in ({"GDAL_HTTP_MAX_RETRY": "3"},
+                     GdalEnv.from_options({"GDAL_HTTP_MAX_RETRY": "3"})):
+        with_env = load_cube([item], bands=["B04"], gdal_env=gdal_env)
+        np.testing.assert_array_equal(plain["B04"].values, with_env["B04"].values)
+
+
+def test_s3_hrefs_read_through_the_gdal_env(s3_server: Any) -> None:
+    from cbm_dask.load.gdal_env import capture_gdal_env
+    from cbm_dask.services.s3 import ensure_bucket, s3_client
+
+    ensure_bucket(s3_server)
+    client = s3_client(s3_server)
+    item = earth_search_item("2023-04-05")
+    for key in ("red", "nir", "scl"):
+        path = Path(item["assets"][key]["href"])
+        object_key = f"tests/cube/{path.parent.name}/{path.name}"
+        client.upload_file(str(path), s3_server.bucket, object_key)
+        item["assets"][key]["href"] = s3_server.object_url(object_key)
+    assert item["assets"]["red"]["href"].startswith("s3://")
+    local = load_cube([earth_search_item("2023-04-05")], bands=["red", "nir", "scl"])
+    env = capture_gdal_env(s3_server)
+    for gdal_env in (env, env.options()):  # the GdalEnv, or its options as a mapping
+        remote = load_cube([item], bands=["red", "nir", "scl"], gdal_env=gdal_env)
+        for band in ("B04", "B08", "SCL"):
+            np.testing.assert_array_equal(remote[band].values, local[band].values)
