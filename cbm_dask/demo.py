@@ -6,11 +6,26 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cbm_dask.errors import InputError
 from cbm_dask.store.parcels import LoadResult, load_parcel_file
 
-__all__ = ["LPIS_SAMPLES", "DemoSample", "find_lpis_samples", "load_lpis_samples"]
+if TYPE_CHECKING:
+    from cbm_dask.world import WorldSummary
+
+__all__ = [
+    "LPIS_SAMPLES",
+    "REAL_IMAGERY",
+    "WORLD_DATASET",
+    "CatalogueTarget",
+    "DemoSample",
+    "catalogue_targets",
+    "demo_world",
+    "find_lpis_samples",
+    "load_lpis_samples",
+    "real_imagery",
+]
 
 log = logging.getLogger(__name__)
 
@@ -89,3 +104,64 @@ def load_lpis_samples(
         if on_loaded is not None:
             on_loaded(result)
     return results
+
+
+# -- the Sentinel archive ------------------------------------------------------
+
+#: Dataset name of the synthetic world's parcels.
+WORLD_DATASET = "demo_world"
+
+#: Real imagery published next to the synthetic world (folders of ``data_dir``).
+REAL_IMAGERY = (
+    "s2_l2a_flanders_kempen_2022_2023",
+    "s1_flanders_kempen_2023",
+    "s2_l2a_antwerp_waasland_2023q4",
+    "s2_l2a_ireland_T29UNU_20221005",
+)
+
+
+@dataclass(frozen=True)
+class CatalogueTarget:
+    """One catalogue sync of the demo: a collection over a dataset or a bbox."""
+
+    collection: str
+    start: str
+    end: str
+    dataset: str | None = None
+    bbox: tuple[float, float, float, float] | None = None
+
+
+def demo_world(home: Path) -> WorldSummary:
+    """Build the default synthetic world under ``home/demo/world`` once; reuse it after."""
+    from cbm_dask.world import WorldParams, build_world, read_world
+
+    out = home / "demo" / "world"
+    if (out / "world.json").exists():
+        existing = read_world(out)
+        if existing.params == WorldParams.from_config():
+            return existing
+    return build_world(out, WorldParams.from_config(), overwrite=True)
+
+
+def real_imagery(data_dir: str | Path) -> list[Path]:
+    """Return the real imagery folders of the data directory that exist."""
+    return [Path(data_dir) / name for name in REAL_IMAGERY if (Path(data_dir) / name).exists()]
+
+
+def catalogue_targets(world: WorldSummary) -> list[CatalogueTarget]:
+    """Return what the demo catalogues: the world's collections and the real scenes."""
+    from cbm_dask.world import S1_BACKSCATTER, S1_COHERENCE, S2_L2A
+
+    start, end = world.params.start.isoformat(), world.params.end.isoformat()
+    targets = [
+        CatalogueTarget(collection, start, end, dataset=WORLD_DATASET)
+        for collection in (S2_L2A, S1_BACKSCATTER, S1_COHERENCE)
+    ]
+    targets += [
+        # 12 real Irish GSAA parcels lie in tile T29UNU of 2022-10-05
+        CatalogueTarget(S2_L2A, "2022-10-01", "2022-10-10", dataset="ie_gsaa_2022"),
+        # the Flanders/Kempen and Antwerp/Waasland scenes (no LPIS sample there)
+        CatalogueTarget(S2_L2A, "2022-11-01", "2023-12-31", bbox=(3.9, 51.0, 5.2, 51.4)),
+        CatalogueTarget(S1_BACKSCATTER, "2023-01-01", "2023-12-31", bbox=(3.9, 51.0, 5.2, 51.4)),
+    ]
+    return targets

@@ -332,10 +332,3 @@ def test_parcels_cli(fresh_db: str, tmp_path: Path) -> None:
     assert result.output.strip().splitlines()[-1].startswith("Error: ")
     result = runner.invoke(cli, ["parcels", "drop", "-d", "be", "--yes"])
     assert result.exit_code == 0 and _dataset_names() == []
-
-
-def test_demo_loads_all_samples(fresh_db: str) -> None:
-    result = CliRunner().invoke(cli, ["demo", "--data", str(LPIS.parent)])
-    assert result.exit_code == 0, result.output
-    assert "15 datasets loaded" in result.output
-    assert sorted(_dataset_names()) == sorted(s.dataset for s in LPIS_SAMPLES)

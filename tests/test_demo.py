@@ -1,0 +1,43 @@
+"""`cbm demo` end to end against the session's real services."""
+
+from __future__ import annotations
+
+import re
+
+import sqlalchemy as sa
+from click.testing import CliRunner
+
+from cbm_dask.cli.main import cli
+from cbm_dask.demo import LPIS_SAMPLES, WORLD_DATASET
+from cbm_dask.store.engine import get_engine
+from tests.conftest import REAL_DATA
+
+
+def test_demo_runs_end_to_end(stac_api: str, fresh_db: str) -> None:
+    result = CliRunner().invoke(cli, ["demo", "--data", str(REAL_DATA)])
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert "15 datasets loaded" in out
+    assert re.search(r"stac\s+│ running", out)
+    assert f"dataset {WORLD_DATASET}: 200 declared parcels loaded" in out
+    assert "demo complete" in out
+    with get_engine().connect() as conn:
+        names = set(conn.execute(sa.text("SELECT name FROM datasets")).scalars())
+        per_collection = dict(conn.execute(sa.text(
+            "SELECT collection, count(*) FROM images GROUP BY collection")).all())
+        pending = conn.execute(sa.text(
+            "SELECT count(*) FROM extractions e JOIN datasets d ON d.id = e.dataset_id "
+            "WHERE d.name = :n"), {"n": WORLD_DATASET}).scalar_one()
+    assert names == {s.dataset for s in LPIS_SAMPLES} | {WORLD_DATASET}
+    # the world's 49 S2 dates plus the real Kempen (32), Antwerp (19) and Irish (1) scenes
+    assert per_collection["sentinel-2-l2a"] == 49 + 32 + 19 + 1
+    assert per_collection["sentinel-1-coherence"] == 40
+    assert pending == 49 + 41 + 40
+    ndvi = re.search(r"mean NDVI over (\d+) dates with clear pixels: min ([\d.]+), max ([\d.]+)",
+                     out)
+    assert ndvi is not None
+    assert 0.0 < float(ndvi.group(2)) < float(ndvi.group(3)) < 1.0
+    # a second run reuses the world and republishes nothing
+    again = CliRunner().invoke(cli, ["demo", "--data", str(REAL_DATA)])
+    assert again.exit_code == 0, again.output
+    assert re.search(r"world\s+│ 130\s+│ 0\s+│ 465", again.output)
