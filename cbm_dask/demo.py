@@ -12,6 +12,8 @@ from cbm_dask.errors import InputError
 from cbm_dask.store.parcels import LoadResult, load_parcel_file
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from cbm_dask.world import WorldSummary
 
 __all__ = [
@@ -21,9 +23,11 @@ __all__ = [
     "CatalogueTarget",
     "DemoSample",
     "catalogue_targets",
+    "demo_parcels",
     "demo_world",
     "find_lpis_samples",
     "load_lpis_samples",
+    "ndvi_series",
     "real_imagery",
 ]
 
@@ -165,3 +169,63 @@ def catalogue_targets(world: WorldSummary) -> list[CatalogueTarget]:
         CatalogueTarget(S1_BACKSCATTER, "2023-01-01", "2023-12-31", bbox=(3.9, 51.0, 5.2, 51.4)),
     ]
     return targets
+
+
+def demo_parcels(world: WorldSummary) -> list[tuple[str, str, str]]:
+    """Return (dataset, parcel id, description) of parcels worth showing.
+
+    One parcel per declared practice of the world (a violator among them when
+    there is one), and the real Irish parcels inside the real Sentinel-2 tile.
+    """
+    import geopandas as gpd
+    import pandas as pd
+
+    declared = gpd.read_file(world.parcels_path, ignore_geometry=True)
+    truth = pd.read_parquet(world.truth_dir / "parcels.parquet")
+    merged = declared.merge(truth, on="parcel_id", suffixes=("", "_truth"))
+    chosen: list[tuple[str, str, str]] = []
+    violation = "violation" if "violation" in merged.columns else None
+    for practice, group in merged.groupby("practice"):
+        row = group.iloc[0]
+        text = f"{row['crop_name']}, declared {practice}"
+        if violation and bool(row[violation]):
+            text += f", [red]violation: {row['violation_kind']}[/]"
+        chosen.append((WORLD_DATASET, str(row["parcel_id"]), text))
+    if violation:
+        offender = merged[merged[violation].astype(bool)]
+        if len(offender) and not any("violation" in c[2] for c in chosen):
+            row = offender.iloc[0]
+            chosen.insert(0, (WORLD_DATASET, str(row["parcel_id"]),
+                              f"{row['crop_name']}, declared {row['practice']}, "
+                              f"[red]violation: {row['violation_kind']}[/]"))
+    return chosen[:5] + [("ie_gsaa_2022", pid, "real GSA parcel, real Sentinel-2 of 2022-10-05")
+                         for pid in _irish_parcels_with_pixels()[:2]]
+
+
+def _irish_parcels_with_pixels() -> list[str]:
+    import sqlalchemy as sa
+
+    from cbm_dask.store.engine import get_engine
+
+    with get_engine().connect() as conn:
+        return list(conn.execute(sa.text(
+            "SELECT DISTINCT p.parcel_id FROM signatures s JOIN parcels p ON p.pid = s.pid "
+            "AND p.dataset_id = s.dataset_id JOIN datasets d ON d.id = s.dataset_id "
+            "WHERE d.name = 'ie_gsaa_2022' AND s.band = 'B04' AND s.count > 0 "
+            "ORDER BY p.parcel_id")).scalars())
+
+
+def ndvi_series(dataset: str, parcel_id: str) -> pd.Series:
+    """Return a parcel's mean NDVI per Sentinel-2 date from its stored signatures."""
+    import pandas as pd
+
+    from cbm_dask.store.timeseries import parcel_time_series
+
+    frame = parcel_time_series(dataset, parcel_id, bands=["B04", "B08", "B8A"])
+    frame = frame[frame["count"] > 0]
+    wide = frame.pivot_table(index="datetime", columns="band", values="mean")
+    # B8A (20/60 m) stands in for B08 where a product has no 10 m near infrared
+    nir = wide["B08"] if "B08" in wide else wide.get("B8A")
+    if nir is None or "B04" not in wide:
+        return pd.Series(dtype="float64")
+    return ((nir - wide["B04"]) / (nir + wide["B04"])).dropna()
