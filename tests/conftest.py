@@ -8,7 +8,8 @@ import signal
 import socket
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 import dask.config
@@ -41,6 +42,24 @@ def stop_pid(pid: int, sig: int = signal.SIGINT, timeout: float = 30) -> None:
     os.kill(pid, signal.SIGKILL)
 
 
+@contextmanager
+def _temporary_env(values: Mapping[str, str], clear: Iterable[str] = ()) -> Iterator[None]:
+    """Set ``values`` and unset ``clear`` in ``os.environ``; restore all of them afterwards."""
+    clear = tuple(clear)
+    old = {key: os.environ.get(key) for key in [*values, *clear]}
+    for key in clear:
+        os.environ.pop(key, None)
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in old.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
 @pytest.fixture(scope="session")
 def cbm_home() -> Iterator[Path]:
     """A private CBM_HOME and free ports for the whole session (env for subprocesses too).
@@ -64,17 +83,8 @@ def cbm_home() -> Iterator[Path]:
         },
     }
     env = {"CBM_HOME": str(home), "DASK_CBM__DATABASE__PORT": str(port)}
-    env.pop("CBM_DATABASE_URL", None)
-    old = {k: os.environ.get(k) for k in [*env, "CBM_DATABASE_URL"]}
-    os.environ.update(env)
-    os.environ.pop("CBM_DATABASE_URL", None)
-    with dask.config.set(settings):
+    with _temporary_env(env, clear=("CBM_DATABASE_URL",)), dask.config.set(settings):
         yield home
-    for key, value in old.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
     shutil.rmtree(home, ignore_errors=True)
 
 
@@ -162,12 +172,7 @@ def s3_server(cbm_home: Path) -> Iterator[object]:
     from cbm_dask.services.s3 import S3Settings, SeaweedService
 
     settings = s3_port_settings()
-    env = _dask_env(settings)
-    old = {k: os.environ.get(k) for k in [*env, *_S3_ENV]}
-    for key in _S3_ENV:
-        os.environ.pop(key, None)
-    os.environ.update(env)
-    with dask.config.set(settings):
+    with _temporary_env(_dask_env(settings), clear=_S3_ENV), dask.config.set(settings):
         service = SeaweedService.from_config()
         started = time.monotonic()
         service.up()
@@ -178,11 +183,6 @@ def s3_server(cbm_home: Path) -> Iterator[object]:
             pid = service.pid()
             if pid is not None:
                 stop_pid(pid, signal.SIGTERM)
-    for key, value in old.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
 
 
 @pytest.fixture(scope="session")
@@ -195,10 +195,7 @@ def stac_api(postgis: str, s3_server: object) -> Iterator[str]:
     from cbm_dask.services.stac import StacService
 
     settings: dict[str, object] = {"cbm.stac.port": free_port()}
-    env = _dask_env(settings)
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    with dask.config.set(settings):
+    with _temporary_env(_dask_env(settings)), dask.config.set(settings):
         service = StacService.from_config()
         started = time.monotonic()
         service.up()
@@ -209,8 +206,3 @@ def stac_api(postgis: str, s3_server: object) -> Iterator[str]:
             pid = service.pid()
             if pid is not None:
                 stop_pid(pid, signal.SIGTERM)
-    for key, value in old.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value

@@ -46,6 +46,7 @@ __all__ = [
     "s1_item",
     "s2_collection",
     "s2_item",
+    "sar_properties",
     "scl_properties",
 ]
 
@@ -482,6 +483,66 @@ def _links() -> list[dict[str, str]]:
              "title": "Copernicus Sentinel data terms"}]
 
 
+def _item(
+    *,
+    item_id: str,
+    collection: str,
+    extensions: Sequence[str],
+    geometry: dict[str, Any],
+    bbox: list[float],
+    properties: Mapping[str, Any],
+    acquisition: Acquisition,
+    extra_properties: Mapping[str, Any] | None,
+    assets: dict[str, Any],
+) -> dict[str, Any]:
+    """Return the item document.
+
+    Its properties are ``properties``, then the acquisition time, the software and
+    last ``extra_properties`` (which win).
+    """
+    return {
+        "type": "Feature",
+        "stac_version": STAC_VERSION,
+        "stac_extensions": list(extensions),
+        "id": item_id,
+        "geometry": geometry,
+        "bbox": bbox,
+        "properties": {**properties, **acquisition.properties(),
+                       "processing:software": {"cbm_dask": __version__},
+                       **(extra_properties or {})},
+        "links": _links(),
+        "assets": assets,
+        "collection": collection,
+    }
+
+
+def sar_properties(polarizations: Sequence[str], product_type: str = "GRD") -> dict[str, Any]:
+    """Return the ``sar:*`` properties of a Sentinel-1 IW product as Earth Search lists them.
+
+    Parameters
+    ----------
+    polarizations
+        ``sar:polarizations`` (``["VV", "VH"]``).
+    product_type
+        ``sar:product_type`` (``GRD``).
+    """
+    return {
+        "sar:frequency_band": "C",
+        "sar:center_frequency": 5.405,
+        "sar:observation_direction": "right",
+        "sar:instrument_mode": "IW",
+        "sar:polarizations": list(polarizations),
+        "sar:product_type": product_type,
+        "sar:resolution_range": 20,
+        "sar:resolution_azimuth": 22,
+        "sar:pixel_spacing_range": 10,
+        "sar:pixel_spacing_azimuth": 10,
+        "sar:looks_range": 5,
+        "sar:looks_azimuth": 1,
+        "sar:looks_equivalent_number": 4.4,
+    }
+
+
 def grid_tile(item_id: str, infos: Iterable[RasterInfo]) -> str | None:
     """Return the MGRS tile (``31UFS``) holding the centre of the rasters' common grid."""
     epsg, bounds = _common_grid(item_id, infos)
@@ -577,10 +638,6 @@ def s2_item(
                             ("s2:datastrip_id", safe.datastrip_id)):
             if value:
                 properties[name] = value
-    properties.update(acquisition.properties())
-    properties["processing:software"] = {"cbm_dask": __version__}
-    if extra_properties:
-        properties.update(extra_properties)
     item_assets = {}
     for band_id in sorted(assets, key=lambda b: S2_BANDS[b].key):
         info, href = assets[band_id]
@@ -590,18 +647,9 @@ def s2_item(
             offset = safe.boa_add_offset[band_id] * scale
         item_assets[spec.key] = s2_asset(spec, info, href, reflectance_offset=round(offset, 10),
                                          reflectance_scale=scale)
-    return {
-        "type": "Feature",
-        "stac_version": STAC_VERSION,
-        "stac_extensions": list(_S2_EXTENSIONS),
-        "id": item_id,
-        "geometry": geometry,
-        "bbox": bbox,
-        "properties": properties,
-        "links": _links(),
-        "assets": item_assets,
-        "collection": S2_L2A,
-    }
+    return _item(item_id=item_id, collection=S2_L2A, extensions=_S2_EXTENSIONS,
+                 geometry=geometry, bbox=bbox, properties=properties, acquisition=acquisition,
+                 extra_properties=extra_properties, assets=item_assets)
 
 
 def s1_item(
@@ -646,19 +694,7 @@ def s1_item(
     first = next(iter(assets.values()))[0]
     polarisations = [p for p in S1_POLARISATIONS if p in assets]
     properties: dict[str, Any] = {
-        "sar:frequency_band": "C",
-        "sar:center_frequency": 5.405,
-        "sar:observation_direction": "right",
-        "sar:instrument_mode": "IW",
-        "sar:polarizations": polarisations,
-        "sar:product_type": "GRD",
-        "sar:resolution_range": 20,
-        "sar:resolution_azimuth": 22,
-        "sar:pixel_spacing_range": 10,
-        "sar:pixel_spacing_azimuth": 10,
-        "sar:looks_range": 5,
-        "sar:looks_azimuth": 1,
-        "sar:looks_equivalent_number": 4.4,
+        **sar_properties(polarisations),
         "proj:epsg": epsg,
         "proj:bbox": [_number(v) for v in bounds],
         "proj:shape": list(first.shape),
@@ -670,10 +706,6 @@ def s1_item(
         properties["platform"] = platform
     properties["constellation"] = "sentinel-1"
     properties["cbm:backscatter"] = backscatter
-    properties.update(acquisition.properties())
-    properties["processing:software"] = {"cbm_dask": __version__}
-    if extra_properties:
-        properties.update(extra_properties)
     linear = backscatter.endswith("linear")
     item_assets = {}
     for pol in polarisations:
@@ -687,18 +719,9 @@ def s1_item(
             "raster:bands": [_raster_band(info, unit=None if linear else "dB")],
             "roles": ["data"],
         }
-    return {
-        "type": "Feature",
-        "stac_version": STAC_VERSION,
-        "stac_extensions": list(_S1_EXTENSIONS),
-        "id": item_id,
-        "geometry": geometry,
-        "bbox": bbox,
-        "properties": properties,
-        "links": _links(),
-        "assets": item_assets,
-        "collection": S1_BACKSCATTER,
-    }
+    return _item(item_id=item_id, collection=S1_BACKSCATTER, extensions=_S1_EXTENSIONS,
+                 geometry=geometry, bbox=bbox, properties=properties, acquisition=acquisition,
+                 extra_properties=extra_properties, assets=item_assets)
 
 
 # ---------------------------------------------------------------------------

@@ -47,6 +47,18 @@ FIXED = 6
 
 
 @nb.njit(cache=True, nogil=True)
+def _insertion_sort(buf, n):  # type: ignore[no-untyped-def]
+    """Sort ``buf[:n]`` in place (fastest for the few values of a row or a small parcel)."""
+    for i in range(1, n):
+        v = buf[i]
+        j = i - 1
+        while j >= 0 and buf[j] > v:
+            buf[j + 1] = buf[j]
+            j -= 1
+        buf[j + 1] = v
+
+
+@nb.njit(cache=True, nogil=True)
 def _crossings(px, py, ring_lo, ring_hi, ring_offsets, cy, out):  # type: ignore[no-untyped-def]
     """Return the x of every edge crossing the horizontal line ``y = cy``, sorted; returns how many.
 
@@ -68,14 +80,7 @@ def _crossings(px, py, ring_lo, ring_hi, ring_offsets, cy, out):  # type: ignore
             if ya < cy <= yb:
                 out[n] = xa + (cy - ya) * (xb - xa) / (yb - ya)
                 n += 1
-    # insertion sort: a parcel row has a handful of crossings
-    for i in range(1, n):
-        v = out[i]
-        j = i - 1
-        while j >= 0 and out[j] > v:
-            out[j + 1] = out[j]
-            j -= 1
-        out[j + 1] = v
+    _insertion_sort(out, n)  # a parcel row has a handful of crossings
     return n
 
 
@@ -195,17 +200,6 @@ def _run_pixels(starts, stops, lo, hi):  # type: ignore[no-untyped-def]
 
 
 _SMALL = 24  # below this many values, insertion sort beats the radix passes
-
-
-@nb.njit(cache=True, nogil=True)
-def _insertion_sort(buf, n):  # type: ignore[no-untyped-def]
-    for i in range(1, n):
-        v = buf[i]
-        j = i - 1
-        while j >= 0 and buf[j] > v:
-            buf[j + 1] = buf[j]
-            j -= 1
-        buf[j + 1] = v
 
 
 @nb.njit(cache=True, nogil=True)

@@ -29,6 +29,7 @@ __all__ = [
     "read_pid",
     "spawn_daemon",
     "stop_daemon",
+    "stop_recorded",
     "wait_until",
 ]
 
@@ -188,4 +189,32 @@ def stop_daemon(pid: int, *, timeout: float, sig: int = signal.SIGTERM) -> bool:
         if not alive(pid):
             break
         time.sleep(0.1)
+    return True
+
+
+def stop_recorded(pid: int | None, pid_file: Path, *, timeout: float, what: str) -> bool:
+    """Stop the daemon ``pid`` found through ``pid_file`` and remove that file.
+
+    Parameters
+    ----------
+    pid
+        The running daemon's PID (from :func:`read_pid`), or None when none runs.
+    pid_file
+        Its PID file; removed in either case, so a stale one does not linger.
+    timeout
+        Seconds between SIGTERM and SIGKILL (see :func:`stop_daemon`).
+    what
+        The daemon's name for the log line, e.g. ``"SeaweedFS"``.
+
+    Returns
+    -------
+    bool
+        Whether a daemon ran and was stopped.
+    """
+    if pid is None:
+        pid_file.unlink(missing_ok=True)
+        return False
+    stop_daemon(pid, timeout=timeout)
+    pid_file.unlink(missing_ok=True)
+    log.info("stopped %s (pid %d)", what, pid)
     return True

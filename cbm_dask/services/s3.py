@@ -40,7 +40,7 @@ from cbm_dask.services._process import (
     port_in_use,
     read_pid,
     spawn_daemon,
-    stop_daemon,
+    stop_recorded,
     wait_until,
 )
 from cbm_dask.services.registry import ServiceStatus
@@ -539,11 +539,5 @@ class SeaweedService:
         """Stop the embedded store (SIGTERM, SIGKILL after ``cbm.s3.stop-timeout``)."""
         if self.external:
             return False
-        pid = self.pid()
-        if pid is None:
-            self.pid_file.unlink(missing_ok=True)
-            return False
-        stop_daemon(pid, timeout=float(config.get("s3.stop-timeout")))
-        self.pid_file.unlink(missing_ok=True)
-        log.info("stopped SeaweedFS (pid %d)", pid)
-        return True
+        return stop_recorded(self.pid(), self.pid_file,
+                             timeout=float(config.get("s3.stop-timeout")), what="SeaweedFS")

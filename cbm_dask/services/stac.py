@@ -36,7 +36,7 @@ from cbm_dask.services._process import (
     port_in_use,
     read_pid,
     spawn_daemon,
-    stop_daemon,
+    stop_recorded,
     wait_until,
 )
 from cbm_dask.services.registry import ServiceStatus
@@ -286,11 +286,5 @@ class StacService:
         """Stop the embedded API (SIGTERM, SIGKILL after ``cbm.stac.stop-timeout``)."""
         if self.external:
             return False
-        pid = self.pid()
-        if pid is None:
-            self.pid_file.unlink(missing_ok=True)
-            return False
-        stop_daemon(pid, timeout=float(config.get("stac.stop-timeout")))
-        self.pid_file.unlink(missing_ok=True)
-        log.info("stopped the STAC API (pid %d)", pid)
-        return True
+        return stop_recorded(self.pid(), self.pid_file,
+                             timeout=float(config.get("stac.stop-timeout")), what="the STAC API")

@@ -16,6 +16,7 @@ import datetime as dt
 import math
 from typing import Any
 
+from cbm_dask.archive.metadata import sar_properties
 from cbm_dask.world.grid import WorldGrid
 from cbm_dask.world.params import S1_BACKSCATTER, S1_COHERENCE, S2_L2A
 from cbm_dask.world.sentinel2 import BANDS
@@ -277,19 +278,7 @@ def _sar_properties(platform: str, start: dt.datetime, absolute_orbit: int,
                     relative_orbit: int, orbit_state: str, polarizations: list[str],
                     product_type: str) -> dict[str, Any]:
     return {
-        "sar:frequency_band": "C",
-        "sar:center_frequency": 5.405,
-        "sar:observation_direction": "right",
-        "sar:instrument_mode": "IW",
-        "sar:polarizations": polarizations,
-        "sar:product_type": product_type,
-        "sar:resolution_range": 20,
-        "sar:resolution_azimuth": 22,
-        "sar:pixel_spacing_range": 10,
-        "sar:pixel_spacing_azimuth": 10,
-        "sar:looks_range": 5,
-        "sar:looks_azimuth": 1,
-        "sar:looks_equivalent_number": 4.4,
+        **sar_properties(polarizations, product_type),
         "sat:platform_international_designator": _S1_PLATFORM[platform][1],
         "sat:orbit_state": orbit_state,
         "sat:absolute_orbit": absolute_orbit,
@@ -321,6 +310,22 @@ def _float_asset(href: str, title: str, grid: WorldGrid, resolution: int,
         **_proj(grid, resolution),
         "raster:bands": [band],
         "roles": ["data"],
+    }
+
+
+def _s1_item(item_id: str, collection: str, grid: WorldGrid, properties: dict[str, Any],
+             assets: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "type": "Feature",
+        "stac_version": STAC_VERSION,
+        "id": item_id,
+        "properties": properties,
+        "geometry": _geometry(grid),
+        "links": _links(collection),
+        "assets": assets,
+        "bbox": _bbox(grid),
+        "stac_extensions": list(_S1_EXTENSIONS),
+        "collection": collection,
     }
 
 
@@ -366,22 +371,11 @@ def s1_backscatter_item(
         "created": _iso(processed + dt.timedelta(minutes=20)),
         "updated": _iso(processed + dt.timedelta(minutes=20)),
     }
-    return {
-        "type": "Feature",
-        "stac_version": STAC_VERSION,
-        "id": item_id,
-        "properties": properties,
-        "geometry": _geometry(grid),
-        "links": _links(S1_BACKSCATTER),
-        "assets": {
-            pol: _float_asset(hrefs[pol], f"{pol.upper()} gamma0 (linear power)", grid,
-                              resolution, None)
-            for pol in S1_ASSETS
-        },
-        "bbox": _bbox(grid),
-        "stac_extensions": list(_S1_EXTENSIONS),
-        "collection": S1_BACKSCATTER,
-    }
+    return _s1_item(item_id, S1_BACKSCATTER, grid, properties, {
+        pol: _float_asset(hrefs[pol], f"{pol.upper()} gamma0 (linear power)", grid,
+                          resolution, None)
+        for pol in S1_ASSETS
+    })
 
 
 def s1_coherence_item(
@@ -424,19 +418,10 @@ def s1_coherence_item(
         "created": _iso(processed),
         "updated": _iso(processed),
     }
-    return {
-        "type": "Feature",
-        "stac_version": STAC_VERSION,
-        "id": item_id,
-        "properties": properties,
-        "geometry": _geometry(grid),
-        "links": _links(S1_COHERENCE),
-        "assets": {"coh_vv": _float_asset(hrefs["coh_vv"], f"VV coherence, {days}-day pair",
-                                          grid, resolution, None)},
-        "bbox": _bbox(grid),
-        "stac_extensions": list(_S1_EXTENSIONS),
-        "collection": S1_COHERENCE,
-    }
+    return _s1_item(item_id, S1_COHERENCE, grid, properties, {
+        "coh_vv": _float_asset(hrefs["coh_vv"], f"VV coherence, {days}-day pair", grid,
+                               resolution, None),
+    })
 
 
 def collection(
