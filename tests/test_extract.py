@@ -8,6 +8,7 @@ killed, a corrupt COG in the object store.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import signal
 import subprocess
@@ -203,3 +204,26 @@ def test_a_corrupt_cog_fails_only_its_image(reference, s3_server: S3Settings) ->
     result = CliRunner().invoke(cli, ["extract", "-d", DATASET, "--retry-failed", "--json"])
     assert result.exit_code == 0, result.output
     pd.testing.assert_frame_equal(_table(), reference)
+
+
+def test_extract_on_a_running_scheduler(reference) -> None:  # type: ignore[no-untyped-def]
+    """`--cluster tcp://…`: the workers of an existing Dask cluster do the work."""
+    from distributed import LocalCluster
+
+    _reset()
+    with LocalCluster(n_workers=1, threads_per_worker=1, host="127.0.0.1",
+                      dashboard_address=None) as cluster:
+        result = CliRunner().invoke(
+            cli, ["extract", "-d", DATASET, "--cluster", cluster.scheduler_address, "--json"]
+        )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["extracted"] == len(reference.groupby("item_id"))
+    pd.testing.assert_frame_equal(_table(), reference)
+
+
+def test_unknown_cluster_and_dataset_are_refused_clearly(reference) -> None:  # type: ignore[no-untyped-def]
+    result = CliRunner().invoke(cli, ["extract", "-d", "nope"])
+    assert result.exit_code == 1 and "--dataset nope: no such dataset" in result.output
+    _reset()
+    result = CliRunner().invoke(cli, ["extract", "-d", DATASET, "--cluster", "yarn"])
+    assert result.exit_code == 1 and "--cluster yarn" in result.output

@@ -8,7 +8,14 @@ import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from cbm_dask import config
-from cbm_dask.cli.options import console, dataset_opt, json_opt, print_json, print_table
+from cbm_dask.cli.options import (
+    console,
+    dataset_opt,
+    json_opt,
+    print_json,
+    print_table,
+    progress_console,
+)
 
 cluster_opt = click.option(
     "--cluster", default="local", show_default=True, metavar="local|tcp://HOST:PORT|gateway",
@@ -23,7 +30,7 @@ def _run_extraction(datasets: list[str], collection: str | None, cluster: str,
 
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn(), TextColumn("{task.fields[last]}"))
-    with Progress(*columns, console=console) as progress:
+    with Progress(*columns, console=progress_console) as progress:
         task = progress.add_task("extracting", total=None, last="")
 
         def advance(result, done, total):  # type: ignore[no-untyped-def]

@@ -16,6 +16,8 @@ from cbm_dask.errors import CbmError
 
 # Wide enough for tables when the output is a pipe or a CI log.
 console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
+# Progress bars go to stderr, so that --json output on stdout stays parseable.
+progress_console = Console(stderr=True)
 
 json_opt = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 dataset_opt = click.option(
