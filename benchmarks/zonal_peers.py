@@ -3,10 +3,12 @@
 Scene: benchmarks/scene.py (a 5490 x 5490 quarter S2 tile, 30,000 parcels, ten uint16
 DEFLATE COG bands; a 10980 x 10980 tile with 120,000 parcels for the memory case),
 built once into /tmp/cbm-bench-scene.  Statistics: count, mean, std, min, max, p25,
-p50, p75.  Every case runs in its own subprocess with ``GDAL_NUM_THREADS`` (and a 512 MB
+p50, p75.  Cases run in fresh interpreters with ``GDAL_NUM_THREADS`` (and a 512 MB
 ``GDAL_CACHEMAX``) set before GDAL loads, after an untimed warm-up (page cache, numba
-cache); times are the median of the repetitions with the fastest in parentheses; peak
-RSS is the subprocess's.
+cache).  Ours and the read + decode floors are timed interleaved, repetition by
+repetition, in one interpreter, so that the load of a shared machine hits them alike;
+the peers run alone.  Times are the median of the repetitions with the fastest in
+parentheses; peak RSS is measured with each case alone in its interpreter.
 
 Goals (issue "parcel reduction engine"):
 (a) 10 bands x 1 date, labels built once: >= 10x faster than exactextract and
@@ -173,9 +175,10 @@ def _case(name: str, scene: Scene, subset: int) -> tuple[Callable[[], Any], int]
 
         chosen = parcels.sample(n=min(subset, n), random_state=0) if subset else parcels
         n = len(chosen)
-        xvec_stats = [("count", "count"), ("mean", "mean"), ("std", "std"), ("min", "min"),
-                      ("max", "max"), ("p25", "quantile", {"q": 0.25}),
-                      ("p50", "quantile", {"q": 0.5}), ("p75", "quantile", {"q": 0.75})]
+        moments = [("count", "count"), ("mean", "mean"), ("std", "std"), ("min", "min"),
+                   ("max", "max")]
+        # several quantiles in one call clash on xvec's "quantile" coordinate: two calls
+        quantiles = [("quantile", "quantile", {"q": [0.25, 0.5, 0.75]})]
 
         def run() -> Any:
             import xvec  # noqa: F401
@@ -184,8 +187,9 @@ def _case(name: str, scene: Scene, subset: int) -> tuple[Callable[[], Any], int]
                 "band", drop=True).load()
             # xvec cannot concatenate quantiles with the other statistics otherwise
             band = band.drop_vars("spatial_ref")
-            return band.xvec.zonal_stats(chosen.geometry, x_coords="x", y_coords="y",
-                                         stats=xvec_stats, method="rasterize")
+            return [band.xvec.zonal_stats(chosen.geometry, x_coords="x", y_coords="y",
+                                          stats=stats, method="rasterize")
+                    for stats in (moments, quantiles)]
     elif name == "full_eager":
         def run() -> Any:
             values, transform_, crs_ = _read(scene.band_path(one))
@@ -200,29 +204,38 @@ def _case(name: str, scene: Scene, subset: int) -> tuple[Callable[[], Any], int]
     return run, n
 
 
-def worker(name: str, folder: Path, spec: SceneSpec, reps: int, subset: int,
+def worker(names: list[str], folder: Path, spec: SceneSpec, reps: int, subset: int,
            warmup: bool) -> dict[str, Any]:
+    """Time the cases ``names`` in turn, repetition by repetition (interleaved, so that a
+    change of load on the machine hits them alike)."""
     scene = Scene(spec, folder)
-    run, n = _case(name, scene, subset)
+    cases = {name: _case(name, scene, subset) for name in names}
     if warmup:
-        run()
-    times = []
+        for run, _ in cases.values():
+            run()
+    times: dict[str, list[float]] = {name: [] for name in names}
     for _ in range(reps):
-        started = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - started)
+        for name, (run, _) in cases.items():
+            started = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - started)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    return {"case": name, "times": times, "parcels": n, "peak_rss": peak}
+    return {"times": times, "parcels": {name: n for name, (_, n) in cases.items()},
+            "peak_rss": peak}
 
 
 # --------------------------------------------------------------------------- orchestration
 
 
-def measure(name: str, scene: Scene, *, threads: str, reps: int, subset: int = 0,
-            warmup: bool = True) -> dict[str, Any]:
-    """Run one case in a fresh interpreter with GDAL_NUM_THREADS set."""
+def measure(names: str | list[str], scene: Scene, *, threads: str, reps: int,
+            subset: int = 0, warmup: bool = True) -> dict[str, dict[str, Any]]:
+    """Run cases in a fresh interpreter with GDAL_NUM_THREADS set; one result per case.
+
+    The peak RSS is the interpreter's: meaningful when a single case runs.
+    """
+    names = [names] if isinstance(names, str) else names
     env = dict(os.environ, GDAL_NUM_THREADS=threads, GDAL_CACHEMAX=GDAL_CACHEMAX)
-    command = [sys.executable, "-m", "benchmarks.zonal_peers", "--worker", name,
+    command = [sys.executable, "-m", "benchmarks.zonal_peers", "--worker", ",".join(names),
                "--scene", str(scene.folder), "--size", str(scene.spec.size),
                "--parcels", str(scene.spec.parcels), "--bands", str(scene.spec.bands),
                "--reps", str(reps), "--rasterstats-subset", str(subset)]
@@ -230,15 +243,19 @@ def measure(name: str, scene: Scene, *, threads: str, reps: int, subset: int = 0
         command.append("--no-warmup")
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0:
-        raise RuntimeError(f"case {name} failed:\n{done.stderr[-3000:]}")
-    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    result["threads"] = threads
-    result["median"] = statistics.median(result["times"])
-    result["best"] = min(result["times"])
-    print(f"  {name:<16} threads={threads:<8} median {result['median']:7.2f} s "
-          f"(best {result['best']:.2f}) peak {result['peak_rss'] / 2**20:,.0f} MiB",
-          file=sys.stderr)
-    return result
+        raise RuntimeError(f"cases {names} failed:\n{done.stderr[-3000:]}")
+    raw = json.loads(done.stdout.strip().splitlines()[-1])
+    results = {}
+    for name in names:
+        times = raw["times"][name]
+        result = {"case": name, "threads": threads, "times": times,
+                  "parcels": raw["parcels"][name], "peak_rss": raw["peak_rss"],
+                  "median": statistics.median(times), "best": min(times)}
+        print(f"  {name:<16} threads={threads:<8} median {result['median']:7.2f} s "
+              f"(best {result['best']:.2f}) peak {result['peak_rss'] / 2**20:,.0f} MiB",
+              file=sys.stderr)
+        results[name] = result
+    return results
 
 
 def _t(result: dict[str, Any], scale: float = 1.0) -> str:
@@ -259,7 +276,7 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--peer-reps", type=int, default=2)
     parser.add_argument("--rasterstats-subset", type=int, default=3000)
-    parser.add_argument("--xvec-subset", type=int, default=5000, help="0: all parcels")
+    parser.add_argument("--xvec-subset", type=int, default=0, help="0: all parcels")
     parser.add_argument("--skip-full-tile", action="store_true")
     parser.add_argument("--cache", type=Path, default=CACHE)
     # worker mode (internal)
@@ -273,7 +290,7 @@ def main(argv: list[str] | None = None) -> str:
 
     if args.worker:
         spec = SceneSpec(args.size, args.parcels, args.bands)
-        print(json.dumps(worker(args.worker, args.scene, spec, args.reps,
+        print(json.dumps(worker(args.worker.split(","), args.scene, spec, args.reps,
                                 args.rasterstats_subset, not args.no_warmup)))
         return ""
 
@@ -282,18 +299,27 @@ def main(argv: list[str] | None = None) -> str:
     today = dt.date.today().isoformat()
     load = os.getloadavg()[0]
     r: dict[tuple[str, str], dict[str, Any]] = {}
+    ours = ("ours10_eager", "ours10_lazy", "ours1_e2e", "ours1_e2e_lazy")
     for threads in ("1", "ALL_CPUS"):
-        for name in ("floor10", "floor10_dask", "ours10_lazy", "ours10_eager", "floor1",
-                     "ours1_e2e", "ours1_e2e_lazy"):
-            r[name, threads] = measure(name, scene, threads=threads, reps=args.reps)
+        # timings: ours and the floors interleaved in one interpreter
+        for group in (("floor10", "floor10_dask", "ours10_eager", "ours10_lazy"),
+                      ("floor1", "ours1_e2e", "ours1_e2e_lazy")):
+            for name, result in measure(list(group), scene, threads=threads,
+                                        reps=args.reps).items():
+                r[name, threads] = result
+        # peak memory: each of ours alone
+        for name in ours:
+            alone = measure(name, scene, threads=threads, reps=1, warmup=False)[name]
+            r[name, threads]["peak_rss"] = alone["peak_rss"]
         for name in ("exactextract10", "exactextract1"):
             r[name, threads] = measure(name, scene, threads=threads, reps=args.peer_reps,
-                                       warmup=False)
-    r["labels", "1"] = measure("labels", scene, threads="1", reps=args.reps)
+                                       warmup=False)[name]
+    r["labels", "1"] = measure("labels", scene, threads="1", reps=args.reps)["labels"]
     r["rasterstats1", "1"] = measure("rasterstats1", scene, threads="1", reps=1,
-                                     subset=args.rasterstats_subset, warmup=False)
+                                     subset=args.rasterstats_subset,
+                                     warmup=False)["rasterstats1"]
     r["xvec1", "1"] = measure("xvec1", scene, threads="1", reps=1, subset=args.xvec_subset,
-                              warmup=False)
+                              warmup=False)["xvec1"]
 
     lines = [f"Run {today} on {machine()}; load average {load:.1f} at start. Times: median "
              f"(fastest) in seconds.", ""]
@@ -359,8 +385,8 @@ def main(argv: list[str] | None = None) -> str:
 
     if not args.skip_full_tile:
         full = build(SceneSpec(10980, 120_000, 1), args.cache)
-        fe = measure("full_eager", full, threads="ALL_CPUS", reps=1)
-        fl = measure("full_lazy", full, threads="ALL_CPUS", reps=1)
+        fe = measure("full_eager", full, threads="ALL_CPUS", reps=1)["full_eager"]
+        fl = measure("full_lazy", full, threads="ALL_CPUS", reps=1)["full_lazy"]
         lines += ["", "(d) Memory: full 10980² tile, 120,000 parcels, one band (read + labels + "
                       "8 statistics, one process)", "",
                   "| mode | wall s | peak RSS | goal <= 2 GiB |", "|---|---|---|---|",

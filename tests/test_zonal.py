@@ -436,6 +436,66 @@ def test_percentile_names_and_order() -> None:
     assert list(table.columns)[2:] == ["p75", "count", "median", "p2.5", "p100", "p0"]
 
 
+@pytest.mark.parametrize("dtype", ["uint8", "uint16", "int16", "float32", "float64"])
+def test_statistics_are_numpys_for_every_dtype_and_spread(dtype: str) -> None:
+    """Parcels of 1..300 pixels, narrow and wide value ranges (the kernel orders pixels by
+    insertion, by a histogram walk or by radix sort depending on size and spread)."""
+    rng = np.random.default_rng(11)
+    sizes = np.concatenate([[1, 2, 23, 24, 25], rng.integers(26, 300, 75)])  # > 64: threads
+    info = np.iinfo(dtype) if dtype[0] in "ui" else None
+    values = np.zeros((sizes.size, 300), dtype=dtype)
+    for row, n in enumerate(sizes):
+        if info is None:
+            values[row, :n] = rng.normal(0, 10 ** (row % 5), n)
+        else:
+            spread = [20, 3000, 60000][row % 3]
+            low = max(int(info.min), -spread // 2) if info.min < 0 else 0
+            values[row, :n] = rng.integers(low, min(low + spread, int(info.max)), n)
+    parcels = gpd.GeoDataFrame(
+        {"pid": np.arange(sizes.size)},
+        geometry=[shapely.box(0, sizes.size - row - 1, n, sizes.size - row)
+                  for row, n in enumerate(sizes)], crs="EPSG:32631")
+    table = zonal_stats(tiny_raster(values), parcels,
+                        stats=["count", "mean", "std", "min", "max", "p0", "p10", "p25", "p50",
+                               "p75", "p90", "p100"])
+    for row, n in enumerate(sizes):
+        pixels = values[row, :n].astype(np.float64)
+        got = table.iloc[row]
+        assert got["count"] == n
+        expected = np.percentile(pixels, [0, 10, 25, 50, 75, 90, 100])
+        np.testing.assert_array_equal(
+            got[["p0", "p10", "p25", "p50", "p75", "p90", "p100"]].to_numpy(dtype=float),
+            expected)
+        assert (got["min"], got["max"]) == (pixels.min(), pixels.max())
+        np.testing.assert_allclose(got[["mean", "std"]].to_numpy(dtype=float),
+                                   [pixels.mean(), pixels.std()], rtol=1e-9)
+
+
+def test_threads_share_parcels_without_changing_results() -> None:
+    rng = np.random.default_rng(5)
+    values = rng.integers(1, 5000, (1, 120, 150)).astype(np.uint16)
+    corners = rng.uniform(0, 140, (600, 2))
+    parcels = gpd.GeoDataFrame(
+        {"pid": np.arange(600)},
+        geometry=[shapely.box(x, y, x + rng.uniform(1, 12), y + rng.uniform(1, 12))
+                  for x, y in corners], crs="EPSG:32631")
+    data = tiny_raster(values)
+    with dask.config.set({"cbm.reduce.threads": 1}):
+        serial = zonal_stats(data, parcels)
+        serial_hist = scl_histogram((data % 12).astype(np.uint8), parcels, layout="wide")
+    with dask.config.set({"cbm.reduce.threads": 3}):
+        threaded = zonal_stats(data, parcels)
+        threaded_hist = scl_histogram((data % 12).astype(np.uint8), parcels, layout="wide")
+        labels = build_labels(parcels, data)
+    pd.testing.assert_frame_equal(threaded, serial)
+    pd.testing.assert_frame_equal(threaded_hist, serial_hist)
+    with dask.config.set({"cbm.reduce.threads": 1}):
+        again = build_labels(parcels, data)
+    for name in ("offsets", "rows", "starts", "stops"):
+        np.testing.assert_array_equal(getattr(labels, name), getattr(again, name))
+    assert serial["count"].sum() > 10_000
+
+
 @pytest.mark.parametrize(("kwargs", "message"), [
     ({"stats": ["mode"]}, "unknown statistic"),
     ({"stats": ["p101"]}, "unknown statistic"),

@@ -23,7 +23,7 @@ from dask.highlevelgraph import HighLevelGraph
 
 from cbm_dask.reduce.labels import ParcelLabels
 
-__all__ = ["BlockPart", "RunSet", "all_runs", "lazy_slices", "split_runs"]
+__all__ = ["BlockPart", "LazyInput", "RunSet", "all_runs", "lazy_slices", "split_runs"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -150,48 +150,78 @@ def split_runs(labels: ParcelLabels, chunks_y: Sequence[int],
     return parts
 
 
+@dataclass(frozen=True, eq=False)
+class LazyInput:
+    """One Dask array to reduce per parcel, with its mask and per-array task arguments.
+
+    Attributes
+    ----------
+    array
+        Shape ``(*lead, y, x)``, leading axes chunked by 1.
+    mask
+        Boolean array of the same shape and chunks (True = excluded), or None.
+    block_args
+        Extra arguments of the chunk function for this array (e.g. its nodata value).
+    """
+
+    array: da.Array
+    mask: da.Array | None
+    block_args: tuple[Any, ...]
+
+
 def lazy_slices(
-    array: da.Array,
-    mask: da.Array | None,
+    inputs: Sequence[LazyInput],
     labels: ParcelLabels,
     block_fn: Callable[..., Any],
     finish_fn: Callable[..., Any],
-    block_args: tuple[Any, ...],
     finish_args: tuple[Any, ...],
     name: str,
-) -> list[Delayed]:
-    """One Delayed per 2-D slice of ``array`` (leading axes in C order) reducing it per parcel.
+) -> list[list[Delayed]]:
+    """For each input, one Delayed per 2-D slice (leading axes in C order).
 
-    ``array`` has shape ``(*lead, y, x)``; its leading axes must be chunked by 1.  For
-    each slice and each spatial chunk holding parcel pixels, a task calls
+    For each slice and each spatial chunk holding parcel pixels, a task calls
     ``block_fn(values, mask_or_None, part, *block_args)``; one task per slice then calls
     ``finish_fn(list_of_block_results, *finish_args)``.  Chunks without parcel pixels are
-    never read.
+    never read.  The runs are split once per distinct spatial chunking, and every input
+    with that chunking shares the same graph keys for them.
     """
-    lead = array.shape[:-2]
-    if any(len(c) != n for c, n in zip(array.chunks[:-2], lead, strict=True)):
-        raise ValueError("leading axes must be chunked by 1")
-    parts = split_runs(labels, array.chunks[-2], array.chunks[-1])
-    token = dask.base.tokenize(array.name, None if mask is None else mask.name, labels.token,
-                               block_fn, finish_fn, block_args, finish_args)
+    token = dask.base.tokenize(
+        [(i.array.name, None if i.mask is None else i.mask.name, i.block_args) for i in inputs],
+        labels.token, block_fn, finish_fn, finish_args,
+    )
     layer_name = f"{name}-{token}"
-    part_name = f"{name}-parts-{token}"
     block_name = f"{name}-block-{token}"
     layer: dict[Any, Any] = {}
-    for (i, j), part in parts.items():
-        layer[(part_name, i, j)] = part
-    finishes = []
-    for index in itertools.product(*(range(n) for n in lead)):
-        keys = []
-        for i, j in parts:
-            key = (block_name, *index, i, j)
-            mask_key = None if mask is None else (mask.name, *index, i, j)
-            layer[key] = (block_fn, (array.name, *index, i, j), mask_key, (part_name, i, j),
-                          *block_args)
-            keys.append(key)
-        finish = (layer_name, *index)
-        layer[finish] = (finish_fn, keys, *finish_args)
-        finishes.append(finish)
-    dependencies: list[Any] = [array] if mask is None else [array, mask]
+    plans: dict[tuple[tuple[int, ...], tuple[int, ...]], tuple[str, dict[Any, BlockPart]]] = {}
+    results: list[list[tuple[Any, ...]]] = []
+    dependencies: list[Any] = []
+    for number, item in enumerate(inputs):
+        array = item.array
+        lead = array.shape[:-2]
+        if any(len(c) != n for c, n in zip(array.chunks[:-2], lead, strict=True)):
+            raise ValueError("leading axes must be chunked by 1")
+        spatial = (tuple(array.chunks[-2]), tuple(array.chunks[-1]))
+        if spatial not in plans:
+            part_name = f"{name}-parts-{dask.base.tokenize(labels.token, spatial)}"
+            plans[spatial] = (part_name, split_runs(labels, *spatial))
+            for (i, j), part in plans[spatial][1].items():
+                layer[(part_name, i, j)] = part
+        part_name, parts = plans[spatial]
+        finishes: list[tuple[Any, ...]] = []
+        for index in itertools.product(*(range(n) for n in lead)):
+            keys = []
+            for i, j in parts:
+                key = (block_name, number, *index, i, j)
+                mask_key = None if item.mask is None else (item.mask.name, *index, i, j)
+                layer[key] = (block_fn, (array.name, *index, i, j), mask_key,
+                              (part_name, i, j), *item.block_args)
+                keys.append(key)
+            finish = (layer_name, number, *index)
+            layer[finish] = (finish_fn, keys, *finish_args)
+            finishes.append(finish)
+        results.append(finishes)
+        dependencies.append(array)
+        if item.mask is not None:
+            dependencies.append(item.mask)
     graph = HighLevelGraph.from_collections(layer_name, layer, dependencies=dependencies)
-    return [Delayed(key, graph, layer=layer_name) for key in finishes]
+    return [[Delayed(key, graph, layer=layer_name) for key in keys] for keys in results]

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import itertools
 import math
-import threading
 from collections.abc import Hashable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +17,6 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
-from cbm_dask import config
 from cbm_dask.errors import InputError
 from cbm_dask.reduce.grid import PixelGrid, grid_of, spatial_dims
 from cbm_dask.reduce.labels import ParcelLabels
@@ -31,15 +28,12 @@ __all__ = [
     "kernel_array",
     "mask_array",
     "plane",
-    "parallel_slot",
     "resolve_labels",
     "variables",
 ]
 
 #: Name of the band dimension of a DataArray, and of the band column of results.
 BAND = "band"
-
-_PARALLEL = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -267,22 +261,3 @@ def mask_array(mask: Any) -> tuple[np.ndarray, bool]:
     if mask is None:
         return _NO_MASK, False
     return np.ascontiguousarray(plane(mask).astype(bool, copy=False)), True
-
-
-@contextmanager
-def parallel_slot() -> Iterator[bool]:
-    """Yield True when this call may use numba's thread pool.
-
-    One parallel kernel runs at a time (numba's default ``workqueue`` layer aborts on
-    concurrent launches); a concurrent caller gets False and runs the serial kernel.
-    ``reduce.parallel: false`` in the configuration always yields False.
-    """
-    if not config.get("reduce.parallel", True):
-        yield False
-        return
-    acquired = _PARALLEL.acquire(blocking=False)
-    try:
-        yield acquired
-    finally:
-        if acquired:
-            _PARALLEL.release()

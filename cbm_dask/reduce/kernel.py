@@ -5,10 +5,11 @@ xarray, dask or geometries.  A parcel's pixels are stored as *runs*: row ``r``,
 columns ``start <= c < stop``, grouped per parcel by an ``offsets`` array (CSR
 layout: the runs of parcel ``p`` are ``offsets[p]:offsets[p + 1]``).
 
-Each reduction exists twice: a ``*_parallel`` version that spreads parcels over
-numba's thread pool (used on in-memory arrays) and a serial ``nogil`` version
-used inside Dask tasks, where the scheduler provides the parallelism.  All
-functions are compiled on first use and cached on disk (``cache=True``).
+Every kernel is single-threaded, releases the GIL (``nogil=True``) and works on a
+range of parcels ``first .. last - 1``, so that callers can spread ranges over
+Python threads (:mod:`cbm_dask.reduce.threads`) or let Dask run one per chunk.  No
+numba threading layer is involved.  Kernels are compiled on first use per dtype and
+cached on disk (``cache=True``).
 """
 
 from __future__ import annotations
@@ -29,12 +30,11 @@ __all__ = [
     "STD",
     "SUM",
     "gather_serial",
-    "histogram_parallel",
-    "histogram_serial",
-    "scan_polygons",
+    "histogram_range",
+    "scan_count",
+    "scan_fill",
     "stats_from_values",
-    "stats_parallel",
-    "stats_serial",
+    "stats_range",
 ]
 
 #: Column positions of the fixed statistics in a kernel's output rows; the requested
@@ -123,46 +123,33 @@ def _scan_one(px, py, ring_lo, ring_hi, ring_offsets, height, width,  # type: ig
     return runs
 
 
-@nb.njit(parallel=True, cache=True, nogil=True)
-def scan_polygons(px, py, ring_offsets, geom_rings, height, width):  # type: ignore[no-untyped-def]
-    """Pixel runs of every parcel by the pixel-centre rule.
+@nb.njit(cache=True, nogil=True)
+def scan_count(px, py, ring_offsets, geom_rings, height, width, counts, first, last):  # type: ignore[no-untyped-def]
+    """Count the pixel runs of parcels ``first .. last - 1`` into ``counts``.
 
-    Parameters
-    ----------
-    px, py
-        Vertex coordinates in pixel space (column, row), all rings of all parcels,
-        each ring closed (first vertex repeated last).
-    ring_offsets
-        Vertices of ring ``i`` are ``ring_offsets[i]:ring_offsets[i + 1]``.
-    geom_rings
-        Rings of parcel ``p`` are ``geom_rings[p]:geom_rings[p + 1]`` (exterior and
-        holes of all its polygons; the even-odd rule decides what is inside).
-    height, width
-        Grid shape; runs are clipped to it.
-
-    Returns
-    -------
-    offsets, rows, starts, stops
-        CSR runs: parcel ``p`` covers row ``rows[j]``, columns
-        ``starts[j] <= c < stops[j]`` for ``j`` in ``offsets[p]:offsets[p + 1]``.
+    ``px``, ``py`` are vertex coordinates in pixel space (column, row), all rings of all
+    parcels, each ring closed (first vertex repeated last); the vertices of ring ``i`` are
+    ``ring_offsets[i]:ring_offsets[i + 1]`` and the rings of parcel ``p`` (exterior and
+    holes of all its polygons; the even-odd rule decides what is inside) are
+    ``geom_rings[p]:geom_rings[p + 1]``.  Runs are clipped to the ``height x width`` grid.
     """
-    n_geoms = geom_rings.size - 1
-    counts = np.zeros(n_geoms, np.int64)
     dummy = np.empty(0, np.int32)
-    for p in nb.prange(n_geoms):
+    for p in range(first, last):
         counts[p] = _scan_one(px, py, geom_rings[p], geom_rings[p + 1], ring_offsets,
                               height, width, dummy, dummy, dummy, 0, False)
-    offsets = np.zeros(n_geoms + 1, np.int64)
-    for p in range(n_geoms):
-        offsets[p + 1] = offsets[p] + counts[p]
-    total = offsets[n_geoms]
-    rows = np.empty(total, np.int32)
-    starts = np.empty(total, np.int32)
-    stops = np.empty(total, np.int32)
-    for p in nb.prange(n_geoms):
+
+
+@nb.njit(cache=True, nogil=True)
+def scan_fill(px, py, ring_offsets, geom_rings, height, width, offsets, rows,  # type: ignore[no-untyped-def]
+              starts, stops, first, last):
+    """Write the runs of parcels ``first .. last - 1`` at ``offsets`` (see :func:`scan_count`).
+
+    Parcel ``p`` covers row ``rows[j]``, columns ``starts[j] <= c < stops[j]`` for ``j`` in
+    ``offsets[p]:offsets[p + 1]``.
+    """
+    for p in range(first, last):
         _scan_one(px, py, geom_rings[p], geom_rings[p + 1], ring_offsets, height, width,
                   rows, starts, stops, offsets[p], True)
-    return offsets, rows, starts, stops
 
 
 # --------------------------------------------------------------------------- statistics
@@ -200,23 +187,25 @@ def _run_pixels(starts, stops, lo, hi):  # type: ignore[no-untyped-def]
 
 
 _SMALL = 24  # below this many values, insertion sort beats the radix passes
+_BINS = 4096  # histogram bins for quantiles of integers spanning a narrow range
 
 
 @nb.njit(cache=True, nogil=True)
-def _radix_sort(keys, n):  # type: ignore[no-untyped-def]
+def _radix_sort(keys, n, scratch, counts):  # type: ignore[no-untyped-def]
     """Sort unsigned integer ``keys[:n]`` in place: least significant byte first.
 
-    One pass counts all bytes at once; a byte that is equal in every key (the high
-    bytes of most parcels) costs no scatter pass.  No comparisons, so no mispredicted
-    branches: on parcel-sized arrays this is 2-3x faster than a comparison sort.
+    ``scratch`` (same dtype, at least ``n`` long) and ``counts`` (``int32[8, 256]``) are
+    work space.  One pass counts all bytes at once; a byte that is equal in every key
+    (the high bytes of most parcels) costs no scatter pass.  No comparisons, so no
+    mispredicted branches: on parcel-sized arrays this is 2-3x faster than a
+    comparison sort.
     """
     width = keys.itemsize
-    counts = np.zeros((width, 256), np.int32)
+    counts[:width] = 0
     for i in range(n):
         v = keys[i]
         for b in range(width):
             counts[b, (v >> (8 * b)) & 255] += 1
-    scratch = np.empty(n, keys.dtype)
     source = keys
     target = scratch
     swapped = False
@@ -240,42 +229,42 @@ def _radix_sort(keys, n):  # type: ignore[no-untyped-def]
         keys[:n] = source[:n]
 
 
-def _sort_prefix(buf, n):  # type: ignore[no-untyped-def]
+def _sort_prefix(buf, n, scratch, counts):  # type: ignore[no-untyped-def]
     """Sort ``buf[:n]`` ascending in place (compiled per dtype by the overload below)."""
     buf[:n].sort()
 
 
 @overload(_sort_prefix, jit_options={"nogil": True})
-def _sort_prefix_compiled(buf, n):  # type: ignore[no-untyped-def]
+def _sort_prefix_compiled(buf, n, scratch, counts):  # type: ignore[no-untyped-def]
     """Radix sort on order-preserving unsigned keys; numpy's sort for other dtypes.
 
     Signed integers flip their sign bit; IEEE floats flip the sign bit of positive
-    values and every bit of negative ones.  The keys are views of ``buf`` itself and
-    are turned back into values after sorting.
+    values and every bit of negative ones.  The keys are views of ``buf`` (and of the
+    ``scratch`` space of the same dtype) and are turned back into values after sorting.
     """
     dtype = as_dtype(buf.dtype)
     bits = dtype.itemsize * 8
     if dtype.kind == "u":
 
-        def unsigned_impl(buf, n):  # type: ignore[no-untyped-def]
+        def unsigned_impl(buf, n, scratch, counts):  # type: ignore[no-untyped-def]
             if n <= _SMALL:
                 _insertion_sort(buf, n)
             else:
-                _radix_sort(buf, n)
+                _radix_sort(buf, n, scratch, counts)
 
         return unsigned_impl
     if dtype.kind == "i":
         unsigned = getattr(np, f"uint{bits}")
         sign = unsigned(1 << (bits - 1))
 
-        def signed_impl(buf, n):  # type: ignore[no-untyped-def]
+        def signed_impl(buf, n, scratch, counts):  # type: ignore[no-untyped-def]
             if n <= _SMALL:
                 _insertion_sort(buf, n)
                 return
             keys = buf[:n].view(unsigned)
             for i in range(n):
                 keys[i] ^= sign
-            _radix_sort(keys, n)
+            _radix_sort(keys, n, scratch[:n].view(unsigned), counts)
             for i in range(n):
                 keys[i] ^= sign
 
@@ -285,7 +274,7 @@ def _sort_prefix_compiled(buf, n):  # type: ignore[no-untyped-def]
         sign = unsigned(1 << (bits - 1))
         every = unsigned((1 << bits) - 1)
 
-        def float_impl(buf, n):  # type: ignore[no-untyped-def]
+        def float_impl(buf, n, scratch, counts):  # type: ignore[no-untyped-def]
             if n <= _SMALL:
                 _insertion_sort(buf, n)
                 return
@@ -293,14 +282,14 @@ def _sort_prefix_compiled(buf, n):  # type: ignore[no-untyped-def]
             for i in range(n):
                 k = keys[i]
                 keys[i] = k ^ every if k & sign else k | sign
-            _radix_sort(keys, n)
+            _radix_sort(keys, n, scratch[:n].view(unsigned), counts)
             for i in range(n):
                 k = keys[i]
                 keys[i] = k ^ sign if k & sign else k ^ every
 
         return float_impl
 
-    def other_impl(buf, n):  # type: ignore[no-untyped-def]
+    def other_impl(buf, n, scratch, counts):  # type: ignore[no-untyped-def]
         buf[:n].sort()
 
     return other_impl
@@ -317,13 +306,92 @@ def _rank(n, quantile):  # type: ignore[no-untyped-def]
 
 
 @nb.njit(cache=True, nogil=True)
-def _describe(buf, n, quantiles, out, p):  # type: ignore[no-untyped-def]
+def _interpolate(low, high, fraction):  # type: ignore[no-untyped-def]
+    """Interpolate between neighbouring order statistics exactly as numpy's ``_lerp``."""
+    diff = high - low
+    if fraction >= 0.5:
+        return high - diff * (1.0 - fraction)
+    return low + diff * fraction
+
+
+@nb.njit(cache=True, nogil=True)
+def _quantiles_sorted(buf, n, quantiles, out, p):  # type: ignore[no-untyped-def]
+    """Quantiles of the sorted ``buf[:n]`` into ``out[p, FIXED:]``."""
+    for q in range(quantiles.size):
+        below, fraction = _rank(n, quantiles[q])
+        low = np.float64(buf[below])
+        if fraction == 0.0 or below == n - 1:
+            out[p, FIXED + q] = low
+        else:
+            out[p, FIXED + q] = _interpolate(low, np.float64(buf[below + 1]), fraction)
+
+
+@nb.njit(cache=True, nogil=True)
+def _quantiles_counted(buf, n, lo, span, quantiles, out, p, bins):  # type: ignore[no-untyped-def]
+    """Quantiles of integer ``buf[:n]`` from a histogram of ``value - lo`` (``span`` bins).
+
+    One pass over the values and one partial pass over the bins, walking the cumulative
+    count up to each needed rank: cheaper than sorting when the values of a parcel
+    span a range not much wider than their number.
+    """
+    bins[:span] = 0
+    for i in range(n):
+        bins[np.int64(buf[i]) - lo] += 1
+    seen = 0  # values below bin `at`
+    at = 0
+    for q in range(quantiles.size):
+        below, fraction = _rank(n, quantiles[q])
+        while seen + bins[at] <= below:
+            seen += bins[at]
+            at += 1
+        low = np.float64(lo + at)
+        if fraction == 0.0 or below == n - 1:
+            out[p, FIXED + q] = low
+            continue
+        above_at = at
+        above_seen = seen
+        while above_seen + bins[above_at] <= below + 1:
+            above_seen += bins[above_at]
+            above_at += 1
+        out[p, FIXED + q] = _interpolate(low, np.float64(lo + above_at), fraction)
+
+
+def _fill_quantiles(buf, n, lo, hi, quantiles, out, p, scratch, counts, bins):  # type: ignore[no-untyped-def]
+    """Quantiles of ``buf[:n]`` (min ``lo``, max ``hi``) into ``out[p]``; see the overload."""
+    raise NotImplementedError  # only the compiled overload exists
+
+
+@overload(_fill_quantiles, jit_options={"nogil": True})
+def _fill_quantiles_compiled(buf, n, lo, hi, quantiles, out, p, scratch, counts, bins):  # type: ignore[no-untyped-def]
+    """Integers spanning a narrow range: histogram walk; otherwise radix sort, then read."""
+    dtype = as_dtype(buf.dtype)
+    if dtype.kind in "ui" and dtype.itemsize <= 4:  # value - lo fits an int64 exactly
+
+        def integer_impl(buf, n, lo, hi, quantiles, out, p, scratch, counts, bins):  # type: ignore[no-untyped-def]
+            span = np.int64(hi) - np.int64(lo) + 1
+            if n > _SMALL and 0 < span <= bins.size and span <= 8 * n + 512:
+                _quantiles_counted(buf, n, np.int64(lo), span, quantiles, out, p, bins)
+            else:
+                _sort_prefix(buf, n, scratch, counts)
+                _quantiles_sorted(buf, n, quantiles, out, p)
+
+        return integer_impl
+
+    def other_impl(buf, n, lo, hi, quantiles, out, p, scratch, counts, bins):  # type: ignore[no-untyped-def]
+        _sort_prefix(buf, n, scratch, counts)
+        _quantiles_sorted(buf, n, quantiles, out, p)
+
+    return other_impl
+
+
+@nb.njit(cache=True, nogil=True)
+def _describe(buf, n, quantiles, out, p, scratch, counts, bins):  # type: ignore[no-untyped-def]
     """Statistics of ``buf[:n]`` into ``out[p]`` (count, sum, mean, std, min, max, quantiles).
 
     Matches numpy on the pixels converted to float64: population standard deviation
     (ddof=0) and the "linear" quantile method, including numpy's way of interpolating
-    from the upper neighbour when the fraction is >= 0.5.  ``buf`` is sorted in place
-    when quantiles are asked for.
+    from the upper neighbour when the fraction is >= 0.5.  ``buf`` may be reordered;
+    ``scratch``, ``counts`` and ``bins`` are work space.
     """
     out[p, COUNT] = n
     if n == 0:
@@ -351,55 +419,31 @@ def _describe(buf, n, quantiles, out, p):  # type: ignore[no-untyped-def]
     out[p, STD] = math.sqrt(squares / n)
     out[p, MIN] = lo
     out[p, MAX] = hi
-    nq = quantiles.size
-    if nq == 0:
-        return
-    _sort_prefix(buf, n)
-    for q in range(nq):
-        below, fraction = _rank(n, quantiles[q])
-        low = np.float64(buf[below])
-        if fraction == 0.0 or below == n - 1:
-            out[p, FIXED + q] = low
-            continue
-        high = np.float64(buf[below + 1])
-        diff = high - low
-        if fraction >= 0.5:
-            out[p, FIXED + q] = high - diff * (1.0 - fraction)
-        else:
-            out[p, FIXED + q] = low + diff * fraction
+    if quantiles.size:
+        _fill_quantiles(buf, n, lo, hi, quantiles, out, p, scratch, counts, bins)
 
 
 @nb.njit(cache=True, nogil=True)
-def _stats_one(values, mask, use_mask, nodata, use_nodata, offsets, rows, starts,  # type: ignore[no-untyped-def]
-               stops, quantiles, out, p):
-    lo = offsets[p]
-    hi = offsets[p + 1]
-    buf = np.empty(_run_pixels(starts, stops, lo, hi), values.dtype)
-    k = _gather(values, mask, use_mask, nodata, use_nodata, rows, starts, stops, lo, hi, buf)
-    _describe(buf, k, quantiles, out, p)
-
-
-@nb.njit(parallel=True, cache=True, nogil=True)
-def stats_parallel(values, mask, use_mask, nodata, use_nodata, offsets, rows, starts,  # type: ignore[no-untyped-def]
-                   stops, quantiles, out):
-    """Statistics of every parcel's valid pixels in ``values`` (2-D), parcels in parallel.
+def stats_range(values, mask, use_mask, nodata, use_nodata, offsets, rows, starts,  # type: ignore[no-untyped-def]
+                stops, quantiles, out, first, last):
+    """Statistics of the valid pixels of parcels ``first .. last - 1`` of ``values`` (2-D).
 
     ``out`` has one row per parcel and ``FIXED + len(quantiles)`` columns; ``quantiles``
-    are fractions in [0, 1].  ``mask`` is a 2-D boolean array (True = excluded) used when
-    ``use_mask``; ``nodata`` is compared when ``use_nodata``; NaN is always excluded.
+    are ascending fractions in [0, 1].  ``mask`` is a 2-D boolean array (True = excluded)
+    used when ``use_mask``; ``nodata`` is compared when ``use_nodata``; NaN is always
+    excluded.  One work space serves all parcels of the range.
     """
-    for p in nb.prange(offsets.size - 1):
-        _stats_one(values, mask, use_mask, nodata, use_nodata, offsets, rows, starts, stops,
-                   quantiles, out, p)
-
-
-@nb.njit(cache=True, nogil=True)
-def stats_serial(values, mask, use_mask, nodata, use_nodata, offsets, rows, starts,  # type: ignore[no-untyped-def]
-                 stops, quantiles, out):
-    """Single-threaded, GIL-free twin of :func:`stats_parallel` (for Dask tasks)."""
-    for p in range(offsets.size - 1):
-        _stats_one(values, mask, use_mask, nodata, use_nodata, offsets, rows, starts, stops,
-                   quantiles, out, p)
+    largest = 0
+    for p in range(first, last):
+        largest = max(largest, _run_pixels(starts, stops, offsets[p], offsets[p + 1]))
+    buf = np.empty(largest, values.dtype)
+    scratch = np.empty(largest, values.dtype)
+    counts = np.empty((8, 256), np.int32)
+    bins = np.empty(_BINS, np.int32)
+    for p in range(first, last):
+        k = _gather(values, mask, use_mask, nodata, use_nodata, rows, starts, stops,
+                    offsets[p], offsets[p + 1], buf)
+        _describe(buf, k, quantiles, out, p, scratch, counts, bins)
 
 
 @nb.njit(cache=True, nogil=True)
@@ -426,34 +470,30 @@ def gather_serial(values, mask, use_mask, nodata, use_nodata, offsets, rows, sta
 @nb.njit(cache=True, nogil=True)
 def stats_from_values(pixels, offsets, quantiles, out):  # type: ignore[no-untyped-def]
     """Statistics of gathered valid pixels, ``pixels[offsets[p]:offsets[p + 1]]`` for parcel p."""
+    largest = 0
     for p in range(offsets.size - 1):
-        buf = pixels[offsets[p]:offsets[p + 1]].copy()
-        _describe(buf, buf.size, quantiles, out, p)
+        largest = max(largest, offsets[p + 1] - offsets[p])
+    buf = np.empty(largest, pixels.dtype)
+    scratch = np.empty(largest, pixels.dtype)
+    counts = np.empty((8, 256), np.int32)
+    bins = np.empty(_BINS, np.int32)
+    for p in range(offsets.size - 1):
+        n = offsets[p + 1] - offsets[p]
+        buf[:n] = pixels[offsets[p]:offsets[p + 1]]
+        _describe(buf, n, quantiles, out, p, scratch, counts, bins)
 
 
 # --------------------------------------------------------------------------- histograms
 
 
 @nb.njit(cache=True, nogil=True)
-def _histogram_one(values, offsets, rows, starts, stops, out, p):  # type: ignore[no-untyped-def]
+def histogram_range(values, offsets, rows, starts, stops, out, first, last):  # type: ignore[no-untyped-def]
+    """Add the class counts (values ``0 .. out.shape[1] - 1``) of parcels ``first .. last - 1``."""
     n_classes = out.shape[1]
-    for j in range(offsets[p], offsets[p + 1]):
-        r = rows[j]
-        for c in range(starts[j], stops[j]):
-            v = values[r, c]
-            if 0 <= v < n_classes:
-                out[p, v] += 1
-
-
-@nb.njit(parallel=True, cache=True, nogil=True)
-def histogram_parallel(values, offsets, rows, starts, stops, out):  # type: ignore[no-untyped-def]
-    """Add each parcel's class counts (values ``0 .. out.shape[1] - 1``) to ``out``."""
-    for p in nb.prange(offsets.size - 1):
-        _histogram_one(values, offsets, rows, starts, stops, out, p)
-
-
-@nb.njit(cache=True, nogil=True)
-def histogram_serial(values, offsets, rows, starts, stops, out):  # type: ignore[no-untyped-def]
-    """Single-threaded twin of :func:`histogram_parallel` (for Dask tasks)."""
-    for p in range(offsets.size - 1):
-        _histogram_one(values, offsets, rows, starts, stops, out, p)
+    for p in range(first, last):
+        for j in range(offsets[p], offsets[p + 1]):
+            r = rows[j]
+            for c in range(starts[j], stops[j]):
+                v = values[r, c]
+                if 0 <= v < n_classes:
+                    out[p, v] += 1

@@ -28,6 +28,7 @@ import shapely
 from cbm_dask.errors import InputError
 from cbm_dask.reduce import kernel
 from cbm_dask.reduce.grid import GridLike, PixelGrid, grid_of
+from cbm_dask.reduce.threads import run_ranges
 
 __all__ = ["ParcelLabels", "build_labels", "concat_ranges"]
 
@@ -270,11 +271,18 @@ def build_labels(
         ring_offsets, polygon_rings, geom_polygons = parts
         geom_rings = polygon_rings[geom_polygons]
     px, py = _pixel_space(np.asarray(coords, dtype=np.float64), grid)
-    offsets, rows, starts, stops = kernel.scan_polygons(
-        np.ascontiguousarray(px), np.ascontiguousarray(py),
-        np.asarray(ring_offsets, dtype=np.int64), np.asarray(geom_rings, dtype=np.int64),
-        height, width,
-    )
+    shape_args = (np.ascontiguousarray(px), np.ascontiguousarray(py),
+                  np.asarray(ring_offsets, dtype=np.int64),
+                  np.asarray(geom_rings, dtype=np.int64), height, width)
+    work = np.diff(np.asarray(ring_offsets)[np.asarray(geom_rings)])  # vertices per parcel
+    counts = np.zeros(n, dtype=np.int64)
+    run_ranges(kernel.scan_count, (*shape_args, counts), work)
+    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    total = int(offsets[-1])
+    rows = np.empty(total, dtype=np.int32)
+    starts = np.empty(total, dtype=np.int32)
+    stops = np.empty(total, dtype=np.int32)
+    run_ranges(kernel.scan_fill, (*shape_args, offsets, rows, starts, stops), work)
     labels = ParcelLabels(grid=grid, ids=ids, buffer=float(buffer), offsets=offsets,
                           rows=rows, starts=starts, stops=stops)
     log.debug("labels: %d parcels, %d runs on %s", n, labels.n_runs, grid.describe())

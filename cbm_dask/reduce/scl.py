@@ -15,17 +15,17 @@ import xarray as xr
 
 from cbm_dask.errors import InputError
 from cbm_dask.reduce import kernel
-from cbm_dask.reduce.blocks import BlockPart, all_runs, lazy_slices
+from cbm_dask.reduce.blocks import BlockPart, LazyInput, all_runs, lazy_slices
 from cbm_dask.reduce.inputs import (
     BAND,
     SliceKey,
     Variable,
-    parallel_slot,
     plane,
     resolve_labels,
     variables,
 )
 from cbm_dask.reduce.labels import ParcelLabels
+from cbm_dask.reduce.threads import run_ranges
 
 __all__ = ["SCL_CLASSES", "scl_histogram"]
 
@@ -68,9 +68,8 @@ def _histogram_whole(values: Any, labels: ParcelLabels, n_classes: int) -> np.nd
     array = _class_array(values, n_classes)
     runs = all_runs(labels)
     out = np.zeros((len(labels), n_classes), dtype=np.int64)
-    with parallel_slot() as parallel:
-        run = kernel.histogram_parallel if parallel else kernel.histogram_serial
-        run(array, runs.offsets, runs.rows, runs.starts, runs.stops, out)
+    run_ranges(kernel.histogram_range, (array, runs.offsets, runs.rows, runs.starts, runs.stops,
+                                        out), labels.pixel_counts)
     return out
 
 
@@ -81,7 +80,8 @@ def _histogram_block(values: Any, mask: Any, part: BlockPart,
     results = []
     for runs in (part.inner, part.crossing):
         out = np.zeros((len(runs), n_classes), dtype=np.int64)
-        kernel.histogram_serial(array, runs.offsets, runs.rows, runs.starts, runs.stops, out)
+        kernel.histogram_range(array, runs.offsets, runs.rows, runs.starts, runs.stops, out, 0,
+                               len(runs))
         results.extend([runs.positions, out])
     return results[0], results[1], results[2], results[3]
 
@@ -98,8 +98,9 @@ def _histogram_finish(results: list[tuple[np.ndarray, ...]], n_parcels: int,
 def _lazy_histograms(var: Variable, labels: ParcelLabels, n_classes: int) -> list[Any]:
     array = cast(da.Array, var.array.data)
     array = array.rechunk({i: 1 for i in range(array.ndim - 2)})
-    return lazy_slices(array, None, labels, _histogram_block, _histogram_finish,
-                       (n_classes,), (len(labels), n_classes), name="scl-histogram")
+    (tasks,) = lazy_slices([LazyInput(array, None, (n_classes,))], labels, _histogram_block,
+                           _histogram_finish, (len(labels), n_classes), name="scl-histogram")
+    return tasks
 
 
 def scl_histogram(

@@ -17,18 +17,18 @@ import xarray as xr
 
 from cbm_dask.errors import InputError
 from cbm_dask.reduce import kernel
-from cbm_dask.reduce.blocks import BlockPart, all_runs, lazy_slices
+from cbm_dask.reduce.blocks import BlockPart, LazyInput, all_runs, lazy_slices
 from cbm_dask.reduce.inputs import (
     BAND,
     SliceKey,
     Variable,
     kernel_array,
     mask_array,
-    parallel_slot,
     resolve_labels,
     variables,
 )
 from cbm_dask.reduce.labels import ParcelLabels, concat_ranges
+from cbm_dask.reduce.threads import run_ranges
 
 __all__ = ["DEFAULT_STATS", "StatsSpec", "assemble", "parse_stats", "zonal_stats"]
 
@@ -117,15 +117,14 @@ def _stats_whole(values: Any, mask: Any, labels: ParcelLabels, quantiles: tuple[
     runs = all_runs(labels)
     q = np.asarray(quantiles, dtype=np.float64)
     out = np.empty((len(labels), kernel.FIXED + q.size), dtype=np.float64)
-    with parallel_slot() as parallel:
-        run = kernel.stats_parallel if parallel else kernel.stats_serial
-        run(array, mask_values, use_mask, value, use_nodata, runs.offsets, runs.rows,
-            runs.starts, runs.stops, q, out)
+    run_ranges(kernel.stats_range, (array, mask_values, use_mask, value, use_nodata,
+                                    runs.offsets, runs.rows, runs.starts, runs.stops, q, out),
+               labels.pixel_counts)
     return out
 
 
-def _stats_block(values: Any, mask: Any, part: BlockPart, quantiles: tuple[float, ...],
-                 nodata: float | None) -> tuple[np.ndarray, ...]:
+def _stats_block(values: Any, mask: Any, part: BlockPart, nodata: float | None,
+                 quantiles: tuple[float, ...]) -> tuple[np.ndarray, ...]:
     """One chunk: statistics of its inner parcels, valid pixels of its crossing parcels."""
     array = kernel_array(values)
     mask_values, use_mask = mask_array(mask)
@@ -133,8 +132,8 @@ def _stats_block(values: Any, mask: Any, part: BlockPart, quantiles: tuple[float
     q = np.asarray(quantiles, dtype=np.float64)
     inner = part.inner
     out = np.empty((len(inner), kernel.FIXED + q.size), dtype=np.float64)
-    kernel.stats_serial(array, mask_values, use_mask, value, use_nodata, inner.offsets,
-                        inner.rows, inner.starts, inner.stops, q, out)
+    kernel.stats_range(array, mask_values, use_mask, value, use_nodata, inner.offsets,
+                       inner.rows, inner.starts, inner.stops, q, out, 0, len(inner))
     cross = part.crossing
     counts, pixels = kernel.gather_serial(array, mask_values, use_mask, value, use_nodata,
                                           cross.offsets, cross.rows, cross.starts, cross.stops)
@@ -200,18 +199,16 @@ def assemble(labels: ParcelLabels, keys: Sequence[SliceKey], arrays: Sequence[np
     return pd.DataFrame(frame)
 
 
-def _lazy_stats(var: Variable, labels: ParcelLabels, spec: StatsSpec) -> list[Any]:
+def _lazy_input(var: Variable, quantiles: tuple[float, ...]) -> LazyInput:
+    """Prepare a variable for Dask: leading axes chunked by 1, the mask chunked alike."""
     array = cast(da.Array, var.array.data)
-    lead = array.ndim - 2
-    array = array.rechunk({i: 1 for i in range(lead)})
+    array = array.rechunk({i: 1 for i in range(array.ndim - 2)})
     mask = None
     if var.mask is not None:
         mask = var.mask.data
         mask = (mask.rechunk(array.chunks) if isinstance(mask, da.Array)
                 else da.from_array(np.asarray(mask), chunks=array.chunks))
-    return lazy_slices(array, mask, labels, _stats_block, _stats_finish,
-                       (spec.quantiles, var.nodata), (len(labels), spec.quantiles),
-                       name="zonal-stats")
+    return LazyInput(array, mask, (var.nodata, quantiles))
 
 
 def zonal_stats(
@@ -306,16 +303,19 @@ def zonal_stats(
     weight every touched pixel by the fraction covered.  See
     ``docs/decisions/0005-pixel-rule-and-percentiles.md``.
 
-    **Numbers.**  ``mean``/``std``/``sum`` accumulate in float64 whatever the pixel dtype;
-    for integer pixels ``count``, ``mean``, ``min``, ``max`` and the percentiles equal
-    numpy's exactly, ``std`` to rounding.
+    **Numbers.**  Statistics are those of numpy on the valid pixels converted to float64:
+    ``numpy.percentile(pixels.astype("float64"), 25)`` for ``p25``, ``numpy.std`` for
+    ``std`` and so on.  Percentiles, ``count``, ``min`` and ``max`` are bit-identical to
+    numpy's; ``mean`` too for integer pixels; ``std`` and float sums agree to rounding
+    (numpy adds pairwise).  For float32 pixels NumPy 2 computes
+    ``numpy.percentile(pixels, 25)`` in float32, which can differ in the last float32 digit.
 
     **Lazy data.**  Dask-backed data is reduced chunk by chunk: a parcel inside one spatial
     chunk is reduced there, a parcel crossing chunk boundaries has its valid pixels
     gathered from each chunk and reduced once per band and date, so results do not depend
     on the chunking.  Chunks without parcel pixels are not read.  The computation runs on
     the current Dask scheduler and the table is returned computed.  On in-memory data the
-    compiled kernel spreads parcels over numba's threads (``reduce.parallel``).
+    compiled kernel, which releases the GIL, runs on ``reduce.threads`` threads.
 
     Examples
     --------
@@ -328,16 +328,18 @@ def zonal_stats(
     labels = resolve_labels(data, parcels, id_column=id_column, buffer=float(buffer))
     items = variables(data, mask=mask, nodata=nodata)
     keys: list[SliceKey] = []
-    arrays: list[Any] = []
-    lazy_at: list[int] = []
-    delayed: list[Any] = []
+    arrays: list[np.ndarray] = []
+    lazy = [var for var in items if var.lazy]
+    if lazy:
+        inputs = [_lazy_input(var, spec.quantiles) for var in lazy]
+        tasks = lazy_slices(inputs, labels, _stats_block, _stats_finish,
+                            (len(labels), spec.quantiles), name="zonal-stats")
+        flat = [task for var_tasks in tasks for task in var_tasks]
+        log.debug("zonal_stats: %d lazy slices, %d parcels", len(flat), len(labels))
+        arrays.extend(dask.compute(*flat))
+        keys.extend(key for var in lazy for _, key in var.slices())
     for var in items:
         if var.lazy:
-            for (_, key), task in zip(var.slices(), _lazy_stats(var, labels, spec), strict=True):
-                keys.append(key)
-                lazy_at.append(len(arrays))
-                arrays.append(None)
-                delayed.append(task)
             continue
         values = np.asarray(var.array.values)
         masks = None if var.mask is None else np.asarray(var.mask.values)
@@ -345,8 +347,4 @@ def zonal_stats(
             keys.append(key)
             arrays.append(_stats_whole(values[index], None if masks is None else masks[index],
                                        labels, spec.quantiles, var.nodata))
-    if delayed:
-        log.debug("zonal_stats: %d lazy slices, %d parcels", len(delayed), len(labels))
-        for at, result in zip(lazy_at, dask.compute(*delayed), strict=True):
-            arrays[at] = result
     return assemble(labels, keys, arrays, spec.names, spec.columns)
