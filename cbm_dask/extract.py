@@ -182,7 +182,8 @@ def extract_unit(
     started = time.perf_counter()
     try:
         parcels = _unpack_parcels(parcels_blob)
-        with dask.config.set(scheduler="synchronous"):  # the task is the unit of parallelism
+        # The task is the unit of parallelism: no nested Dask or kernel threads.
+        with dask.config.set({"scheduler": "synchronous", "cbm.reduce.threads": 1}):
             cube = load_cube([record], parcels=parcels, groupby="item", gdal_env=gdal_env,
                              chunks={"time": 1, "y": 100_000, "x": 100_000})
             frames: list[pd.DataFrame] = []
