@@ -83,3 +83,16 @@ def test_ruff_is_clean() -> None:
 def test_mypy_is_clean() -> None:
     result = subprocess.run([BIN / "mypy"], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_main_verbs_are_reexported_lazily() -> None:
+    from cbm_dask.load.cube import load_cube
+    from cbm_dask.reduce import build_labels, scl_histogram, zonal_stats
+
+    assert cbm_dask.zonal_stats is zonal_stats
+    assert cbm_dask.build_labels is build_labels
+    assert cbm_dask.scl_histogram is scl_histogram
+    assert cbm_dask.load_cube is load_cube
+    code = "import sys, cbm_dask; print('numba' in sys.modules, 'cbm_dask.reduce' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.stdout.split() == ["False", "False"], result.stderr
