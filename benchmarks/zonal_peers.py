@@ -325,30 +325,33 @@ def main(argv: list[str] | None = None) -> str:
              f"(fastest) in seconds.", ""]
     lines += ["(a) 10 bands x 1 date, 8 statistics, labels built once (5490², 30,000 parcels)",
               "",
-              "| GDAL threads | floor: read + decode, band by band | floor: Dask chunked read | "
-              "ours, in memory band by band | ours, Dask (2048² chunks) | exactextract "
-              "(raster-sequential) | ours / floor | exactextract / ours | peak RSS ours / "
-              "exactextract |",
-              "|---|---|---|---|---|---|---|---|---|"]
+              "| GDAL threads | floor: rasterio, band by band | ours, in memory band by band | "
+              "ratio | floor: Dask chunked read (2048², 2 threads) | ours, Dask | ratio | "
+              "exactextract (raster-sequential) | exactextract / ours | peak RSS ours "
+              "(in memory / Dask) / exactextract |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
     verdict_a = []
     for threads in ("1", "ALL_CPUS"):
         floor, floor_dask = r["floor10", threads], r["floor10_dask", threads]
-        lazy, eager = r["ours10_lazy", threads], r["ours10_eager", threads]
-        best = min((lazy, eager), key=lambda x: x["median"])
-        fastest_floor = min((floor, floor_dask), key=lambda x: x["median"])
+        eager, lazy = r["ours10_eager", threads], r["ours10_lazy", threads]
         ee = r["exactextract10", threads]
-        over_floor = best["median"] / fastest_floor["median"]
-        speedup = ee["median"] / best["median"]
-        verdict_a.append((threads, over_floor, speedup))
-        lines.append(f"| {threads} | {_t(floor)} | {_t(floor_dask)} | {_t(eager)} | {_t(lazy)} | "
-                     f"{_t(ee)} | {over_floor:.2f}x | {speedup:.1f}x | "
-                     f"{_mib(best)} / {_mib(ee)} |")
-    lines += ["", "Ratios compare our faster variant with the faster floor of the same GDAL "
-                  "threads setting.", ""]
-    for threads, over_floor, speedup in verdict_a:
-        lines.append(f"* GDAL threads {threads}: >= 10x exactextract {_met(speedup >= 10)} "
-                     f"({speedup:.1f}x); <= 1.3x read + decode {_met(over_floor <= 1.3)} "
-                     f"({over_floor:.2f}x).")
+        eager_ratio = eager["median"] / floor["median"]
+        lazy_ratio = lazy["median"] / floor_dask["median"]
+        best = min(eager["median"], lazy["median"])
+        strict = best / min(floor["median"], floor_dask["median"])
+        speedup = ee["median"] / best
+        verdict_a.append((threads, eager_ratio, lazy_ratio, strict, speedup))
+        lines.append(f"| {threads} | {_t(floor)} | {_t(eager)} | {eager_ratio:.2f}x | "
+                     f"{_t(floor_dask)} | {_t(lazy)} | {lazy_ratio:.2f}x | {_t(ee)} | "
+                     f"{speedup:.1f}x | {_mib(eager)} / {_mib(lazy)} / {_mib(ee)} |")
+    lines += ["", "Each variant is compared with the floor that reads the same way; "
+                  "\"strict\" compares our faster variant with the faster floor.", ""]
+    for threads, eager_ratio, lazy_ratio, strict, speedup in verdict_a:
+        lines.append(
+            f"* GDAL threads {threads}: >= 10x exactextract {_met(speedup >= 10)} "
+            f"({speedup:.1f}x); <= 1.3x read + decode: in memory {_met(eager_ratio <= 1.3)} "
+            f"({eager_ratio:.2f}x), Dask {_met(lazy_ratio <= 1.3)} ({lazy_ratio:.2f}x), "
+            f"strict {_met(strict <= 1.3)} ({strict:.2f}x).")
     lab = r["labels", "1"]
     lines += ["", f"Building the labels of 30,000 parcels (reprojection check, scan conversion "
                   f"to pixel runs): {_t(lab)} s.", ""]
@@ -390,7 +393,7 @@ def main(argv: list[str] | None = None) -> str:
         lines += ["", "(d) Memory: full 10980² tile, 120,000 parcels, one band (read + labels + "
                       "8 statistics, one process)", "",
                   "| mode | wall s | peak RSS | goal <= 2 GiB |", "|---|---|---|---|",
-                  f"| in memory (whole band read, parallel kernel) | {fe['median']:.2f} | "
+                  f"| in memory (whole band read, threaded kernel) | {fe['median']:.2f} | "
                   f"{_mib(fe)} | {_met(fe['peak_rss'] <= 2 * GiB)} |",
                   f"| Dask, 2048² chunks, 2 threads | {fl['median']:.2f} | {_mib(fl)} | "
                   f"{_met(fl['peak_rss'] <= 2 * GiB)} |"]

@@ -409,7 +409,35 @@ def test_labels_are_built_once_and_reused() -> None:
         zonal_stats(antwerp, labels)
 
 
+def test_labels_of_a_subset_are_those_of_the_subset() -> None:
+    data = open_band(KEMPEN / "2023-04-05" / "B04.tif")
+    parcels = real_parcels(*data.rio.bounds()[::3])
+    labels = build_labels(parcels, data)
+    picked = np.array([5, 0, 2])
+    subset = labels.select(picked)
+    direct = build_labels(parcels.iloc[picked], data)
+    assert subset.ids.tolist() == direct.ids.tolist() == parcels["pid"].iloc[picked].tolist()
+    for name in ("offsets", "rows", "starts", "stops"):
+        np.testing.assert_array_equal(getattr(subset, name), getattr(direct, name))
+
+
+def test_scl_codes_stored_as_floats_with_nan() -> None:
+    codes = (GRID16 % 12).astype(np.uint8)
+    floats = codes.astype(np.float32)
+    floats[0, :2] = np.nan
+    parcels = boxes(shapely.box(0, 0, 4, 4))
+    as_int = scl_histogram(tiny_raster(codes), parcels, layout="wide")
+    as_float = scl_histogram(tiny_raster(floats), parcels, layout="wide")
+    lost = np.bincount(codes[0, :2], minlength=12)
+    expected = as_int[[f"scl_{c}" for c in range(12)]].to_numpy()[0] - lost
+    np.testing.assert_array_equal(as_float[[f"scl_{c}" for c in range(12)]].to_numpy()[0],
+                                  expected)
+    only = scl_histogram(tiny_raster(codes), parcels, classes=(3, 8, 9, 10), layout="wide")
+    assert list(only.columns) == ["pid", "scl_3", "scl_8", "scl_9", "scl_10"]
+
+
 def test_odc_geo_metadata_is_understood() -> None:
+    pytest.importorskip("odc.geo", reason="odc-geo comes with the archive extra")
     from odc.geo.geobox import GeoBox
     from odc.geo.xr import xr_zeros
 

@@ -21,8 +21,7 @@ from cbm_dask import config
 
 __all__ = ["reduce_threads", "run_ranges"]
 
-_POOL: ThreadPoolExecutor | None = None
-_POOL_SIZE = 0
+_POOLS: dict[int, ThreadPoolExecutor] = {}
 _LOCK = threading.Lock()
 
 
@@ -35,14 +34,12 @@ def reduce_threads() -> int:
 
 
 def _pool(size: int) -> ThreadPoolExecutor:
-    global _POOL, _POOL_SIZE
+    """Return the shared pool of ``size`` threads (one per size asked for, kept for reuse)."""
     with _LOCK:
-        if _POOL is None or size != _POOL_SIZE:
-            if _POOL is not None:
-                _POOL.shutdown(wait=False)
-            _POOL = ThreadPoolExecutor(max_workers=size, thread_name_prefix="cbm-reduce")
-            _POOL_SIZE = size
-        return _POOL
+        if size not in _POOLS:
+            _POOLS[size] = ThreadPoolExecutor(max_workers=size,
+                                              thread_name_prefix=f"cbm-reduce-{size}")
+        return _POOLS[size]
 
 
 def _ranges(weights: np.ndarray, parts: int) -> list[tuple[int, int]]:
