@@ -35,6 +35,7 @@ __all__ = [
     "HISTOGRAM_COLUMNS",
     "ExtractionQueue",
     "Unit",
+    "copy_image_rows",
     "copy_signatures",
     "ensure_pending",
     "mark_failed",
@@ -227,6 +228,49 @@ def copy_signatures(
     return len(frame)
 
 
+def copy_image_rows(
+    cursor: psycopg.Cursor[Any],
+    dataset_id: int,
+    image_id: int,
+    signatures: pd.DataFrame,
+    histograms: pd.DataFrame | None = None,
+    *,
+    replace: bool = True,
+) -> int:
+    """Write one image's signatures and SCL histograms inside the caller's transaction.
+
+    Parameters
+    ----------
+    cursor
+        A cursor of the transaction that also records the unit's status.
+    signatures
+        Columns ``pid, band, count, mean, std, min, max, p25, p50, p75``.
+    histograms
+        Columns ``pid, hist`` (JSON text ``{"4": 120, "8": 3}``), or None.
+    replace
+        Delete rows written for this image before (only needed when the unit was
+        extracted before).
+
+    Returns
+    -------
+    int
+        Number of band-statistic rows written.
+    """
+    if replace:
+        for table in ("signatures", "scl_histograms"):
+            cursor.execute(
+                sql.SQL("DELETE FROM {} WHERE dataset_id = %s AND image_id = %s").format(
+                    sql.Identifier(table)
+                ),
+                (dataset_id, image_id),
+            )
+    rows = copy_signatures(cursor, dataset_id, image_id, signatures)
+    if histograms is not None and len(histograms):
+        frame = histograms.assign(dataset_id=dataset_id, image_id=image_id)
+        _copy(cursor, "scl_histograms", HISTOGRAM_COLUMNS, frame)
+    return rows
+
+
 def write_image_result(
     unit: Unit,
     signatures: pd.DataFrame,
@@ -254,17 +298,7 @@ def write_image_result(
             "SELECT status FROM extractions WHERE dataset_id = %s AND image_id = %s FOR UPDATE",
             (unit.dataset_id, unit.image_id),
         )
-        for table in ("signatures", "scl_histograms"):
-            cursor.execute(
-                sql.SQL("DELETE FROM {} WHERE dataset_id = %s AND image_id = %s").format(
-                    sql.Identifier(table)
-                ),
-                (unit.dataset_id, unit.image_id),
-            )
-        rows = copy_signatures(cursor, unit.dataset_id, unit.image_id, signatures)
-        if histograms is not None and len(histograms):
-            frame = histograms.assign(dataset_id=unit.dataset_id, image_id=unit.image_id)
-            _copy(cursor, "scl_histograms", HISTOGRAM_COLUMNS, frame)
+        rows = copy_image_rows(cursor, unit.dataset_id, unit.image_id, signatures, histograms)
         cursor.execute(
             "UPDATE extractions SET status = 'extracted', finished_at = now(), row_count = %s, "
             "error = NULL WHERE dataset_id = %s AND image_id = %s",
