@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHMARKS = ["parcels_load", "copy_signatures", "zonal_peers"]
+BENCHMARKS = ["parcels_load", "signature_storage", "extraction", "zonal_peers"]
 
 if __name__ == "__main__":
     for name in sys.argv[1:] or BENCHMARKS:

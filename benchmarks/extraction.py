@@ -84,8 +84,8 @@ def main(argv: list[str] | None = None) -> str:
                 for workers in (1, 2):
                     with engine.begin() as conn:
                         conn.execute(sa.text("DELETE FROM signatures"))
-                        conn.execute(sa.text("DELETE FROM scl_histograms"))
-                        conn.execute(sa.text("UPDATE extractions SET status = 'pending'"))
+                        conn.execute(sa.text("UPDATE extractions SET status = 'pending', "
+                                             "row_count = NULL, attempts = 0"))
                     started = time.perf_counter()
                     report = extract([DATASET], workers=workers)
                     timings[workers] = time.perf_counter() - started

@@ -209,7 +209,7 @@ def _irish_parcels_with_pixels() -> list[str]:
 
     with get_engine().connect() as conn:
         return list(conn.execute(sa.text(
-            "SELECT DISTINCT p.parcel_id FROM signatures s JOIN parcels p ON p.pid = s.pid "
+            "SELECT DISTINCT p.parcel_id FROM signature_bands s JOIN parcels p ON p.pid = s.pid "
             "AND p.dataset_id = s.dataset_id JOIN datasets d ON d.id = s.dataset_id "
             "WHERE d.name = 'ie_gsaa_2022' AND s.band = 'B04' AND s.count > 0 "
             "ORDER BY p.parcel_id")).scalars())

@@ -24,7 +24,7 @@ from cbm_dask.store.engine import database_url, get_engine
 BIN = Path(sys.executable).parent
 
 EXPECTED_TABLES = {
-    "datasets", "parcels", "images", "extractions", "signatures", "scl_histograms",
+    "datasets", "parcels", "images", "extractions", "signatures",
     "markers", "decisions", "users", "api_keys",
 }
 
@@ -95,7 +95,6 @@ def test_dataset_tables_are_partitioned_by_dataset(postgis: str) -> None:
         )
     assert strategy["parcels"] == "l"
     assert strategy["signatures"] == "l"
-    assert strategy["scl_histograms"] == "l"
 
 
 def test_db_cli_status_url_upgrade(postgis: str) -> None:

@@ -60,7 +60,7 @@ def _table() -> pd.DataFrame:
     with get_engine().connect() as conn:
         return pd.read_sql(sa.text(
             "SELECT i.item_id, p.parcel_id, s.band, s.count, s.mean, s.std, s.min, s.max, "
-            "s.p25, s.p50, s.p75 FROM signatures s JOIN images i ON i.id = s.image_id "
+            "s.p25, s.p50, s.p75 FROM signature_bands s JOIN images i ON i.id = s.image_id "
             "JOIN parcels p ON p.pid = s.pid AND p.dataset_id = s.dataset_id "
             "JOIN datasets d ON d.id = s.dataset_id WHERE d.name = :n "
             "ORDER BY i.item_id, p.parcel_id, s.band"), conn, params={"n": DATASET})
@@ -78,11 +78,9 @@ def _reset() -> None:
     with get_engine().begin() as conn:
         dataset_id = conn.execute(sa.text("SELECT id FROM datasets WHERE name = :n"),
                                   {"n": DATASET}).scalar_one()
-        for table in ("signatures", "scl_histograms"):
-            conn.execute(sa.text(f"DELETE FROM {table} WHERE dataset_id = :d"),
-                         {"d": dataset_id})
+        conn.execute(sa.text("DELETE FROM signatures WHERE dataset_id = :d"), {"d": dataset_id})
         conn.execute(sa.text("UPDATE extractions SET status = 'pending', error = NULL, "
-                             "attempts = 0 WHERE dataset_id = :d"), {"d": dataset_id})
+                             "attempts = 0, row_count = NULL WHERE dataset_id = :d"), {"d": dataset_id})
 
 
 @pytest.fixture(scope="module")

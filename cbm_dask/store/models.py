@@ -1,9 +1,10 @@
 """SQLAlchemy 2 models of the cbm schema (the migrations in ``migrations/`` create it).
 
-Signatures and SCL histograms are partitioned: LIST on ``dataset_id`` (one
-partition per country-year dataset, created with the dataset), and each dataset
-partition HASH-partitioned on ``pid`` so that one parcel's whole time series is
-read from one small index (see ``docs/decisions/0003-signature-storage.md``).
+Signatures are one row per parcel and image with every band's statistics and
+the SCL histogram in arrays, partitioned LIST on ``dataset_id`` (one partition
+per country-year dataset, created with the dataset) and each dataset partition
+RANGE on the acquisition month (see ``docs/decisions/0003-signature-storage.md``).
+The one-row-per-band view ``signature_bands`` and ``scl_histograms`` are views.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from sqlalchemy import (
     UniqueConstraint,
     func,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = [
@@ -38,7 +39,6 @@ __all__ = [
     "Image",
     "Extraction",
     "Signature",
-    "SclHistogram",
     "Marker",
     "Decision",
     "User",
@@ -172,10 +172,16 @@ class Extraction(Base):
     finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     row_count: Mapped[int | None] = mapped_column(Integer)
     error: Mapped[str | None] = mapped_column(Text)
+    bands: Mapped[list[str] | None] = mapped_column(ARRAY(Text))
 
 
 class Signature(Base):
-    """Statistics of one band of one image over one parcel (partitioned, see module doc)."""
+    """Every band's statistics of one image over one parcel (partitioned, see module doc).
+
+    ``count[b]`` and ``stats[b][k]`` refer to band ``b`` of ``Extraction.bands`` and
+    statistic ``k`` of ``mean, std, min, max, p25, p50, p75``; ``scl[c + 1]`` counts
+    the pixels of scene class ``c``.
+    """
 
     __tablename__ = "signatures"
     __table_args__ = {"postgresql_partition_by": "LIST (dataset_id)"}
@@ -183,28 +189,10 @@ class Signature(Base):
     dataset_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     pid: Mapped[int] = mapped_column(Integer, primary_key=True)
     image_id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    band: Mapped[str] = mapped_column(Text, primary_key=True)
-    count: Mapped[int] = mapped_column(Integer)
-    mean: Mapped[float | None] = mapped_column(REAL)
-    std: Mapped[float | None] = mapped_column(REAL)
-    min: Mapped[float | None] = mapped_column(REAL)
-    max: Mapped[float | None] = mapped_column(REAL)
-    p25: Mapped[float | None] = mapped_column(REAL)
-    p50: Mapped[float | None] = mapped_column(REAL)
-    p75: Mapped[float | None] = mapped_column(REAL)
-
-
-class SclHistogram(Base):
-    """Pixel count per Sentinel-2 scene-classification class inside a parcel."""
-
-    __tablename__ = "scl_histograms"
-    __table_args__ = {"postgresql_partition_by": "LIST (dataset_id)"}
-
-    dataset_id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    pid: Mapped[int] = mapped_column(Integer, primary_key=True)
-    image_id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    # {"4": 120, "8": 3, ...}: class value (as text, as the JRC API serves it) -> pixels
-    hist: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    acquired: Mapped[dt.date] = mapped_column(Date)
+    count: Mapped[list[int]] = mapped_column(ARRAY(Integer))
+    stats: Mapped[list[list[float]]] = mapped_column(ARRAY(REAL, dimensions=2))
+    scl: Mapped[list[int] | None] = mapped_column(ARRAY(Integer))
 
 
 class Marker(Base):

@@ -1,11 +1,9 @@
-"""Per-dataset partitions of the parcel, signature and SCL histogram tables."""
+"""Per-dataset partitions of the parcel and signature tables."""
 
 from __future__ import annotations
 
 import sqlalchemy as sa
 from psycopg import sql
-
-from cbm_dask import config
 
 __all__ = [
     "attach_parcel_partition",
@@ -15,13 +13,7 @@ __all__ = [
     "partition_name",
 ]
 
-PARTITIONED_TABLES = ("signatures", "scl_histograms")
-# Primary keys of the leaves: dataset_id is constant within a leaf.
-_LEAF_KEYS = {
-    "signatures": ("pid", "image_id", "band"),
-    "scl_histograms": ("pid", "image_id"),
-}
-
+PARTITIONED_TABLES = ("signatures",)
 
 
 def partition_name(table: str, dataset_id: int) -> str:
@@ -34,50 +26,21 @@ def _execute(conn: sa.Connection, statement: sql.Composable) -> None:
     conn.exec_driver_sql(statement.as_string(raw))
 
 
-def create_dataset_partitions(
-    conn: sa.Connection, dataset_id: int, hash_partitions: int | None = None
-) -> None:
-    """Create the dataset's partitions, inside the caller's transaction.
+def create_dataset_partitions(conn: sa.Connection, dataset_id: int) -> None:
+    """Create the dataset's signature partition, inside the caller's transaction.
 
-    Signatures are sub-partitioned by HASH on ``pid`` into
-    ``cbm.database.signature-hash-partitions`` parts.
+    It is partitioned by RANGE on the acquisition date; its monthly leaves are
+    created by the writer of a month's first image
+    (:func:`cbm_dask.store.signatures.ensure_month_partition`).
     """
-    modulus = int(hash_partitions or config.get("database.signature-hash-partitions"))
-    for table in PARTITIONED_TABLES:
-        name = partition_name(table, dataset_id)
-        sub = table == "signatures" and modulus > 1
-        _execute(
-            conn,
-            sql.SQL("CREATE TABLE {} PARTITION OF {} FOR VALUES IN ({}){}").format(
-                sql.Identifier(name),
-                sql.Identifier(table),
-                sql.Literal(int(dataset_id)),
-                sql.SQL(" PARTITION BY HASH (pid)") if sub else sql.SQL(""),
-            ),
-        )
-        leaves = [name]
-        if sub:
-            leaves = [f"{name}_h{remainder}" for remainder in range(modulus)]
-            for remainder, leaf in enumerate(leaves):
-                _execute(
-                    conn,
-                    sql.SQL(
-                        "CREATE TABLE {} PARTITION OF {} FOR VALUES WITH (MODULUS {}, REMAINDER {})"
-                    ).format(
-                        sql.Identifier(leaf),
-                        sql.Identifier(name),
-                        sql.Literal(modulus),
-                        sql.Literal(remainder),
-                    ),
-                )
-        for leaf in leaves:
-            _execute(
-                conn,
-                sql.SQL("ALTER TABLE {} ADD PRIMARY KEY ({})").format(
-                    sql.Identifier(leaf),
-                    sql.SQL(", ").join(map(sql.Identifier, _LEAF_KEYS[table])),
-                ),
-            )
+    _execute(
+        conn,
+        sql.SQL(
+            "CREATE TABLE {} PARTITION OF signatures FOR VALUES IN ({}) "
+            "PARTITION BY RANGE (acquired)"
+        ).format(sql.Identifier(partition_name("signatures", dataset_id)),
+                 sql.Literal(int(dataset_id))),
+    )
 
 
 def create_parcel_partition(conn: sa.Connection, dataset_id: int) -> str:

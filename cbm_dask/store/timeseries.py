@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from typing import Any
 
 import pandas as pd
 import sqlalchemy as sa
 
 from cbm_dask.errors import InputError
 from cbm_dask.store.engine import get_engine
+from cbm_dask.store.signatures import STATISTICS
 
 __all__ = ["parcel_time_series"]
+
+# Scene classes counted as cloudy: 3 cloud shadow, 8/9 cloud, 10 thin cirrus.
+_CLOUD_CLASSES = (3, 8, 9, 10)
+_COLUMNS = ("datetime", "collection", "item_id", "band", "count", *STATISTICS, "cloud_pixels")
 
 
 def parcel_time_series(
@@ -44,19 +51,26 @@ def parcel_time_series(
                 f"no parcel {parcel_id!r} in dataset {dataset!r}; check both with "
                 "`cbm parcels info --dataset NAME`"
             )
-        return pd.read_sql(
+        stored = conn.execute(
             sa.text(
-                "SELECT i.datetime, i.collection, i.item_id, s.band, s.count, s.mean, s.std, "
-                "s.min, s.max, s.p25, s.p50, s.p75, "
-                "CASE WHEN h.hist IS NOT NULL THEN (SELECT sum(coalesce((h.hist->>k)::int, 0)) "
-                " FROM unnest(ARRAY['3', '8', '9', '10']) k) END AS cloud_pixels "
+                "SELECT i.datetime, i.collection, i.item_id, e.bands, s.count, s.stats, s.scl "
                 "FROM signatures s JOIN images i ON i.id = s.image_id "
-                "LEFT JOIN scl_histograms h ON h.dataset_id = s.dataset_id AND h.pid = s.pid "
-                "AND h.image_id = s.image_id "
-                "WHERE s.dataset_id = :d AND s.pid = :pid "
-                "AND (CAST(:bands AS text[]) IS NULL OR s.band = ANY(CAST(:bands AS text[]))) "
-                "ORDER BY i.datetime, s.band"
+                "JOIN extractions e ON e.dataset_id = s.dataset_id AND e.image_id = s.image_id "
+                "WHERE s.dataset_id = :d AND s.pid = :pid ORDER BY i.datetime, i.id"
             ),
-            conn,
-            params={"d": row.dataset_id, "pid": row.pid, "bands": list(bands) if bands else None},
-        )
+            {"d": row.dataset_id, "pid": row.pid},
+        ).all()
+    return _band_rows(stored, set(bands) if bands else None)
+
+
+def _band_rows(stored: Sequence[Any], wanted: set[str] | None) -> pd.DataFrame:
+    """Expand stored rows (one per image, arrays over bands) to one row per band."""
+    records: list[tuple[Any, ...]] = []
+    for datetime, collection, item_id, band_list, count, stats, scl in stored:
+        cloud = None if scl is None else sum(scl[c] for c in _CLOUD_CLASSES)
+        for b in sorted(range(len(band_list)), key=band_list.__getitem__):
+            if wanted is None or band_list[b] in wanted:
+                values = [None if math.isnan(v) else v for v in stats[b]]
+                records.append((datetime, collection, item_id, band_list[b], count[b],
+                                *values, cloud))
+    return pd.DataFrame.from_records(records, columns=_COLUMNS)

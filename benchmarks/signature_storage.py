@@ -1,0 +1,189 @@
+"""Benchmark: signature storage at country scale, through the production write path.
+
+Fills one dataset image by image the way ``cbm extract`` does — claim the unit
+from the queue, write the reduction's long frame (grouped by band, parcels in
+spatial order, SCL histograms for Sentinel-2) with ``write_image_result`` in one
+transaction with its status update, release — to at least 50 M band-statistic
+rows, then reports:
+
+* write throughput over the last 10 % of the fill (band-statistic rows/s);
+* size on disk per 1 M band-rows (heap + indexes, signatures alone);
+* one random parcel's full series read through ``parcel_time_series``:
+  p50/p95 over 1,000 parcels, with the OS page cache dropped before the reads
+  when this process may (root), else with the table >= 2x shared_buffers.
+
+Goals (issue "country scale"): >= 300k rows/s at the end of the fill on 2 cores,
+<= 60 B per band-row including indexes, series read p95 <= 20 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+
+from benchmarks.common import machine, private_database
+
+BANDS = ("B02", "B03", "B04", "B05", "B06", "B07", "B08", "B11")
+STATISTICS = ("mean", "std", "min", "max", "p25", "p50", "p75")
+
+
+def reduction_frame(order: np.ndarray, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """One Sentinel-2 image's reduction result as the engine returns it.
+
+    Rows grouped by band, parcels in ``order`` (spatial, not key order); 3 % of
+    the parcels without pixels; an SCL histogram of 1-4 classes per parcel.
+    """
+    rng = np.random.default_rng(seed)
+    n = len(order)
+    count = rng.integers(20, 4000, n).astype("int32")
+    count[rng.random(n) < 0.03] = 0
+    frame = pd.DataFrame({"band": np.repeat(BANDS, n), "pid": np.tile(order, len(BANDS)),
+                          "count": np.tile(count, len(BANDS))})
+    for stat in STATISTICS:
+        values = (rng.random(n * len(BANDS)) * 5000).astype("float32")
+        values[frame["count"].to_numpy() == 0] = np.nan
+        frame[stat] = values
+    classes = rng.integers(1, 5, n)
+    hist = pd.DataFrame({
+        "pid": np.repeat(order, classes),
+        "class": rng.choice(np.array([3, 4, 5, 8, 9, 10]), int(classes.sum())),
+        "count": rng.integers(1, 500, int(classes.sum())),
+    }).drop_duplicates(["pid", "class"])
+    return frame, hist
+
+
+def _drop_os_cache() -> bool:
+    try:
+        subprocess.run(["sync"], check=True)
+        Path("/proc/sys/vm/drop_caches").write_text("3\n")
+        return True
+    except OSError:
+        return False
+
+
+def _setup(url: str, parcels: int, images: int, start: dt.date) -> tuple[int, list[int]]:
+    from cbm_dask.store.engine import get_engine
+    from cbm_dask.store.partitions import create_dataset_partitions
+
+    with get_engine(url).begin() as conn:
+        dataset_id = conn.execute(sa.text(
+            "INSERT INTO datasets (name, srid, crs, source_file, column_mapping) "
+            "VALUES ('bench', 3035, 'EPSG:3035', 'synthetic', '{}') RETURNING id"
+        )).scalar_one()
+        # Parcels only for the series lookup by parcel id: small squares on a grid.
+        conn.execute(sa.text(
+            f"CREATE TABLE parcels_d{dataset_id} PARTITION OF parcels FOR VALUES IN ({dataset_id})"
+        ))
+        conn.execute(sa.text(
+            "INSERT INTO parcels (pid, dataset_id, parcel_id, area_m2, geom, geom_4326) "
+            "SELECT g, :d, 'P' || g, 1e4, ST_Multi(ST_MakeEnvelope(g % 1000 * 200, g / 1000 * 200,"
+            " g % 1000 * 200 + 100, g / 1000 * 200 + 100, 3035)), ST_Multi(ST_Transform("
+            "ST_MakeEnvelope(4e6 + g % 1000 * 200, 3e6 + g / 1000 * 200, 4e6 + g % 1000 * 200 "
+            "+ 100, 3e6 + g / 1000 * 200 + 100, 3035), 4326)) FROM generate_series(1, :n) g"
+        ), {"d": dataset_id, "n": parcels})
+        create_dataset_partitions(conn, dataset_id)
+        image_ids = [conn.execute(sa.text(
+            "INSERT INTO images (collection, item_id, datetime, card, footprint, assets, "
+            "properties) VALUES ('sentinel-2-l2a', :i, :t, 's2', "
+            "ST_Multi(ST_MakeEnvelope(4, 51, 5, 52, 4326)), '{}', '{}') RETURNING id"
+        ), {"i": f"S2_bench_{k:03d}", "t": dt.datetime.combine(
+            start + dt.timedelta(days=5 * k), dt.time(10, 30), dt.UTC)}).scalar_one()
+            for k in range(images)]
+        conn.execute(sa.text(
+            "INSERT INTO extractions (dataset_id, image_id) SELECT :d, unnest(CAST(:i AS int[]))"
+        ), {"d": dataset_id, "i": image_ids})
+    return dataset_id, image_ids
+
+
+def main(argv: list[str] | None = None) -> str:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--parcels", type=int, default=250_000)
+    parser.add_argument("--images", type=int, default=25)
+    parser.add_argument("--reads", type=int, default=1000)
+    args = parser.parse_args(argv)
+
+    from cbm_dask.store import signatures as store
+    from cbm_dask.store.engine import get_engine
+    from cbm_dask.store.timeseries import parcel_time_series
+
+    queue_module = store
+    with contextlib.suppress(ImportError):
+        from cbm_dask.store import queue as queue_module  # type: ignore[no-redef]
+
+    with private_database() as url:
+        dataset_id, _ = _setup(url, args.parcels, args.images, dt.date(2024, 3, 1))
+        rng = np.random.default_rng(0)
+        # spatial order of the engine's output: a fixed permutation of the keys
+        order = rng.permutation(np.arange(1, args.parcels + 1, dtype="int32"))
+        seconds: list[float] = []
+        rows: list[int] = []
+        with queue_module.ExtractionQueue([dataset_id], url=url) as queue:
+            for k in range(args.images):
+                frame, hist = reduction_frame(order, k)
+                started = time.perf_counter()
+                (unit,) = queue.claim(1)
+                rows.append(queue_module.write_image_result(unit, frame, hist, url=url))
+                queue.release(unit)
+                seconds.append(time.perf_counter() - started)
+                print(f"image {k + 1}/{args.images}: {rows[-1]:,} rows in {seconds[-1]:.2f} s "
+                      f"= {rows[-1] / seconds[-1]:,.0f} rows/s", flush=True)
+        total_rows = sum(rows)
+        tail = max(1, len(rows) // 10)
+        tail_rate = sum(rows[-tail:]) / sum(seconds[-tail:])
+        engine = get_engine(url)
+        with engine.connect() as conn:
+            stored = conn.execute(sa.text(
+                "SELECT sum(cardinality(e.bands)) FROM signatures s JOIN extractions e "
+                "ON e.dataset_id = s.dataset_id AND e.image_id = s.image_id")).scalar_one()
+            heap, indexes = conn.execute(sa.text(
+                "SELECT sum(pg_table_size(c.oid)), sum(pg_indexes_size(c.oid)) FROM pg_class c "
+                "WHERE c.relname LIKE :p AND c.relkind = 'r'"),
+                {"p": f"signatures_d{dataset_id}_%"}).one()
+            shared_buffers = conn.execute(sa.text(
+                "SELECT setting::bigint * 8192 FROM pg_settings WHERE name = 'shared_buffers'"
+            )).scalar_one()
+            extracted = conn.execute(sa.text(
+                "SELECT count(*) FROM extractions WHERE dataset_id = :d AND status = 'extracted'"
+            ), {"d": dataset_id}).scalar_one()
+        assert stored == total_rows and extracted == args.images
+        bytes_per_row = (heap + indexes) / total_rows
+        # Cold reads: restart the server (empty shared_buffers) and drop the OS cache.
+        from cbm_dask.store.embedded import EmbeddedCluster
+
+        engine.dispose()
+        EmbeddedCluster.from_config().down()
+        dropped = _drop_os_cache()
+        EmbeddedCluster.from_config().up()
+        cache = "server restarted, " + ("OS cache dropped" if dropped else (
+            f"table {(heap + indexes) / shared_buffers:.1f}x shared_buffers, OS cache warm"))
+        latencies = []
+        for pid in rng.integers(1, args.parcels + 1, args.reads):
+            started = time.perf_counter()
+            series = parcel_time_series("bench", f"P{pid}", url=url)
+            latencies.append(time.perf_counter() - started)
+            assert len(series) == args.images * len(BANDS)
+        p50, p95 = np.percentile(np.array(latencies) * 1000, [50, 95])
+    line = (
+        f"| signature storage | {dt.date.today()} | {args.images} S2 images x {args.parcels:,} "
+        f"parcels x {len(BANDS)} bands = {total_rows:,} band-rows, `write_image_result` per "
+        f"image (claim, one transaction, status), rows in spatial order, SCL histograms | "
+        f"last 10 %: **{tail_rate:,.0f} band-rows/s** (all: {total_rows / sum(seconds):,.0f}/s); "
+        f"**{bytes_per_row:.1f} B per band-row** (heap {heap / 2**20:,.0f} MiB + indexes "
+        f"{indexes / 2**20:,.0f} MiB); series read p50 **{p50:.1f} ms**, p95 **{p95:.1f} ms** "
+        f"({args.reads} random parcels, {cache}) | >= 300k rows/s, <= 60 B, "
+        f"p95 <= 20 ms | {machine()} |"
+    )
+    print(line)
+    return line
+
+
+if __name__ == "__main__":
+    main()
