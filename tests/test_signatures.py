@@ -111,6 +111,21 @@ def test_image_rows_gathers_bands_and_histograms() -> None:
     assert (image_rows(long, as_json).scl == rows.scl).all()
     with pytest.raises(InputError, match="one row per"):
         image_rows(pd.concat([long, long.iloc[:1]]))
+    blocks = _signatures([7, 3, 7])  # band blocks over the same parcels, one twice
+    with pytest.raises(InputError, match="one row per"):
+        image_rows(blocks)
+    # band blocks (the engine's order) and any other order gather alike
+    blocks = _signatures([7, 3, 5, 11])
+    fast, slow = image_rows(blocks, hist), image_rows(blocks.sample(frac=1, random_state=1),
+                                                       hist)
+    assert fast.pid.tolist() == slow.pid.tolist() == [3, 5, 7, 9, 11]
+    same = [slow.bands.index(b) for b in fast.bands]
+    np.testing.assert_array_equal(fast.count, slow.count[:, same])
+    np.testing.assert_array_equal(fast.stats, slow.stats[:, same])
+    fast = image_rows(blocks)
+    assert fast.pid.tolist() == [3, 5, 7, 11] and fast.scl is None
+    np.testing.assert_array_equal(
+        fast.stats[:, 1, :], blocks[blocks["band"] == "B04"].sort_values("pid")[list(STATISTICS)])
 
 
 def test_rows_land_in_monthly_leaves_and_read_back_per_band(dataset, postgis: str) -> None:  # type: ignore[no-untyped-def]
