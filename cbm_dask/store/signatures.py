@@ -92,22 +92,40 @@ def _histogram_counts(histograms: pd.DataFrame, pids: np.ndarray) -> np.ndarray:
     counts = np.zeros((len(pids), SCL_CLASSES), dtype=np.int32)
     if not len(histograms):
         return counts
+    rows = np.searchsorted(pids, histograms["pid"].to_numpy(dtype=np.int64))
     if {"class", "count"} <= set(histograms.columns):
-        rows = np.searchsorted(pids, histograms["pid"].to_numpy())
         classes = histograms["class"].to_numpy(dtype=np.int64)
-        np.add.at(counts, (rows, classes), histograms["count"].to_numpy(dtype=np.int64))
-        return counts
+        keep = (classes >= 0) & (classes < SCL_CLASSES)
+        flat = np.bincount(rows[keep] * SCL_CLASSES + classes[keep],
+                           weights=histograms["count"].to_numpy(dtype=np.float64)[keep],
+                           minlength=counts.size)
+        return flat.astype(np.int32).reshape(counts.shape)
     if "hist" in histograms.columns:
-        rows = np.searchsorted(pids, histograms["pid"].to_numpy())
         for row, text in zip(rows, histograms["hist"], strict=True):
             for key, value in json.loads(text).items():
                 counts[row, int(key)] = int(value)
         return counts
-    rows = np.searchsorted(pids, histograms["pid"].to_numpy())
     for column in histograms.columns:
         if column != "pid" and str(column).isdigit() and int(column) < SCL_CLASSES:
             counts[rows, int(column)] = histograms[column].to_numpy(dtype=np.int32)
     return counts
+
+
+def _band_blocks(band_code: np.ndarray, nbands: int, pid: np.ndarray) -> np.ndarray | None:
+    """Return the parcel order when the frame is band blocks over the same parcels, else None.
+
+    That is how the engine returns a reduction, and it lets the gather be a reshape.
+    """
+    n = len(pid) // max(nbands, 1)
+    if nbands == 0 or n * nbands != len(pid):
+        return None
+    expected = np.repeat(np.arange(nbands), n)
+    if not np.array_equal(band_code, expected):
+        return None
+    blocks = pid.reshape(nbands, n)
+    if not (blocks == blocks[0]).all():
+        return None
+    return blocks[0]
 
 
 def image_rows(signatures: pd.DataFrame, histograms: pd.DataFrame | None = None) -> ImageRows:
@@ -122,78 +140,98 @@ def image_rows(signatures: pd.DataFrame, histograms: pd.DataFrame | None = None)
         SCL pixel counts: long (``pid, class, count``), wide (``pid`` and one column
         per class code) or JSON text (``pid, hist`` as ``{"4": 120, "8": 3}``); None
         for sensors without a scene classification.
+
+    Raises
+    ------
+    InputError
+        When a parcel has two rows for the same band.
     """
     band_code, bands = pd.factorize(signatures["band"], sort=False)
-    pid_values = signatures["pid"].to_numpy(dtype=np.int64)
+    nb = len(bands)
+    pid = signatures["pid"].to_numpy(dtype=np.int64)
+    values = signatures[list(STATISTICS)].to_numpy(dtype=np.float32, na_value=np.nan)
+    counts = signatures["count"].to_numpy(dtype=np.int32, na_value=0)
+    block_pids = _band_blocks(band_code, nb, pid)
+    extra = np.empty(0, np.int64)
     if histograms is not None and len(histograms):
-        pid_values = np.concatenate([pid_values, histograms["pid"].to_numpy(dtype=np.int64)])
-    pids = np.unique(pid_values)
-    row = np.searchsorted(pids, signatures["pid"].to_numpy(dtype=np.int64))
-    if len(row) and np.bincount(row * len(bands) + band_code).max() > 1:
-        raise InputError("signatures: a parcel has two rows for the same band; "
-                         "give one row per (pid, band)")
-    count = np.zeros((len(pids), len(bands)), dtype=np.int32)
-    count[row, band_code] = signatures["count"].to_numpy(dtype=np.int32, na_value=0)
-    stats = np.full((len(pids), len(bands), len(STATISTICS)), np.nan, dtype=np.float32)
-    for k, name in enumerate(STATISTICS):
-        stats[row, band_code, k] = signatures[name].to_numpy(dtype=np.float32, na_value=np.nan)
+        extra = np.setdiff1d(histograms["pid"].to_numpy(dtype=np.int64),
+                             block_pids if block_pids is not None else pid)
+    if block_pids is not None and not len(extra):
+        order = np.argsort(block_pids, kind="stable")
+        pids = block_pids[order]
+        if len(pids) > 1 and (pids[1:] == pids[:-1]).any():
+            raise InputError("signatures: a parcel has two rows for the same band; "
+                             "give one row per (pid, band)")
+        n = len(pids)
+        count = np.ascontiguousarray(counts.reshape(nb, n)[:, order].T)
+        stats = np.ascontiguousarray(
+            values.reshape(nb, n, len(STATISTICS))[:, order, :].transpose(1, 0, 2))
+    else:
+        pids = np.unique(np.concatenate([pid, extra]))
+        row = np.searchsorted(pids, pid)
+        if len(row) and np.bincount(row * nb + band_code).max() > 1:
+            raise InputError("signatures: a parcel has two rows for the same band; "
+                             "give one row per (pid, band)")
+        count = np.zeros((len(pids), nb), dtype=np.int32)
+        count[row, band_code] = counts
+        stats = np.full((len(pids), nb, len(STATISTICS)), np.nan, dtype=np.float32)
+        stats[row, band_code] = values
     scl = _histogram_counts(histograms, pids) if histograms is not None else None
     return ImageRows(pids.astype(np.int32), tuple(str(b) for b in bands), count, stats, scl)
 
 
-def _array_header(oid: int, dims: Sequence[int]) -> np.ndarray:
-    """Binary array header: ndim, has-null flag, element type, then (size, lower bound)."""
-    return np.array([len(dims), 0, oid, *[v for d in dims for v in (d, 1)]], dtype=">i4")
+def _array_words(oid: int, dims: Sequence[int]) -> list[int]:
+    """Binary array header words: ndim, has-null flag, element type, (size, lower bound)*."""
+    return [len(dims), 0, oid, *[v for d in dims for v in (d, 1)]]
 
 
 def encode_image_rows(rows: ImageRows, dataset_id: int, image_id: int,
                       acquired: dt.date) -> bytes:
     """Encode rows as a ``COPY signatures ... (FORMAT binary)`` stream (pure, vectorised).
 
-    Every row of an image has the same byte layout, so the stream is one numpy
-    record array: no per-row Python.
+    Every row of an image has the same byte layout: a 2-byte field count then
+    4-byte words. The words of all rows are one ``(rows, words)`` big-endian
+    matrix filled from a template row by column slices: no per-row Python.
     """
     n, nb = rows.count.shape
     ns = len(STATISTICS)
-    element = [("length", ">i4"), ("value", ">i4")]
-    float_element = [("length", ">i4"), ("value", ">f4")]
-    count_header = _array_header(_INT4_OID, (nb,))
-    stats_header = _array_header(_FLOAT4_OID, (nb, ns))
-    fields: list[tuple[Any, ...]] = [("fields", ">i2")]
-    for name in ("dataset_id", "pid", "image_id", "acquired"):
-        fields += [(f"{name}_length", ">i4"), (name, ">i4")]
-    fields += [("count_length", ">i4"), ("count_header", ">i4", (len(count_header),)),
-               ("count", element, (nb,))]
-    fields += [("stats_length", ">i4"), ("stats_header", ">i4", (len(stats_header),)),
-               ("stats", float_element, (nb * ns,))]
+    template: list[int] = []
+    slots: dict[str, slice] = {}
+
+    def scalar(name: str, value: int) -> None:
+        template.extend((4, value))
+        slots[name] = slice(len(template) - 1, len(template))
+
+    def array(name: str, oid: int, dims: Sequence[int]) -> None:
+        header = _array_words(oid, dims)
+        size = int(np.prod(dims))
+        template.append(4 * len(header) + 8 * size)
+        template.extend(header)
+        start = len(template) + 1
+        template.extend([4, 0] * size)  # (element length, value) pairs
+        slots[name] = slice(start, start + 2 * size, 2)
+
+    scalar("dataset_id", dataset_id)
+    scalar("pid", 0)
+    scalar("image_id", image_id)
+    scalar("acquired", (acquired - _PG_EPOCH).days)
+    array("count", _INT4_OID, (nb,))
+    array("stats", _FLOAT4_OID, (nb, ns))
     if rows.scl is not None:
-        scl_header = _array_header(_INT4_OID, (SCL_CLASSES,))
-        fields += [("scl_length", ">i4"), ("scl_header", ">i4", (len(scl_header),)),
-                   ("scl", element, (SCL_CLASSES,))]
+        array("scl", _INT4_OID, (SCL_CLASSES,))
     else:
-        fields += [("scl_length", ">i4")]
-    records = np.empty(n, dtype=fields)
-    records["fields"] = len(_SIGNATURE_COLUMNS)
-    for name, value in (("dataset_id", dataset_id), ("pid", rows.pid), ("image_id", image_id),
-                        ("acquired", (acquired - _PG_EPOCH).days)):
-        records[f"{name}_length"] = 4
-        records[name] = value
-    records["count_length"] = count_header.nbytes + 8 * nb
-    records["count_header"] = count_header
-    records["count"]["length"] = 4
-    records["count"]["value"] = rows.count
-    records["stats_length"] = stats_header.nbytes + 8 * nb * ns
-    records["stats_header"] = stats_header
-    records["stats"]["length"] = 4
-    records["stats"]["value"] = rows.stats.reshape(n, nb * ns)
+        template.append(-1)  # NULL
+    words = np.empty((n, len(template)), dtype=">i4")
+    words[:] = np.array(template, dtype=">i4")
+    words[:, slots["pid"]] = rows.pid.reshape(n, 1)
+    words[:, slots["count"]] = rows.count
+    words[:, slots["stats"]] = rows.stats.reshape(n, nb * ns).astype(">f4").view(">i4")
     if rows.scl is not None:
-        records["scl_length"] = scl_header.nbytes + 8 * SCL_CLASSES
-        records["scl_header"] = scl_header
-        records["scl"]["length"] = 4
-        records["scl"]["value"] = rows.scl
-    else:
-        records["scl_length"] = -1
-    return _COPY_HEADER + records.tobytes() + _COPY_TRAILER
+        words[:, slots["scl"]] = rows.scl
+    out = np.empty((n, 2 + 4 * len(template)), dtype=np.uint8)
+    out[:, :2] = np.frombuffer(np.array([len(_SIGNATURE_COLUMNS)], ">i2").tobytes(), np.uint8)
+    out[:, 2:] = words.view(np.uint8)
+    return _COPY_HEADER + out.tobytes() + _COPY_TRAILER
 
 
 def month_partition_name(dataset_id: int, month: dt.date) -> str:
