@@ -5,11 +5,16 @@
 # result: the PostGIS extension must exist for the PostgreSQL major cbm uses.
 set -euo pipefail
 
+# Where PostgreSQL lives and which apt-get to run (overridable for the tests).
+pg_lib=${CBM_PG_LIB:-/usr/lib/postgresql}
+pg_share=${CBM_PG_SHARE:-/usr/share/postgresql}
+apt_get=${CBM_APT_GET:-apt-get}
+
 # The PostgreSQL major cbm will run: the newest installed server, else the one
 # Debian/Ubuntu's `postgresql` package would install.
 server_major() {
   local newest
-  newest=$(ls -d /usr/lib/postgresql/*/bin/pg_ctl 2>/dev/null | sed -E 's#.*/postgresql/([0-9]+)/.*#\1#' \
+  newest=$(ls -d "$pg_lib"/*/bin/pg_ctl 2>/dev/null | sed -E 's#.*/([0-9]+)/bin/pg_ctl$#\1#' \
     | sort -n | tail -1)
   if [ -n "$newest" ]; then
     echo "$newest"
@@ -19,12 +24,12 @@ server_major() {
 }
 
 has_postgis() {  # $1: PostgreSQL major
-  [ -n "$1" ] && [ -f "/usr/share/postgresql/$1/extension/postgis.control" ]
+  [ -n "$1" ] && [ -f "$pg_share/$1/extension/postgis.control" ]
 }
 
 need=()
 major=$(server_major)
-[ -n "$major" ] && [ -x "/usr/lib/postgresql/$major/bin/pg_ctl" ] || need+=(postgresql)
+[ -n "$major" ] && [ -x "$pg_lib/$major/bin/pg_ctl" ] || need+=(postgresql)
 python3 -c "import venv, ensurepip" >/dev/null 2>&1 || need+=(python3-venv)
 command -v setfacl >/dev/null 2>&1 || need+=(acl)
 command -v psql >/dev/null 2>&1 || need+=(postgresql-client)
@@ -46,10 +51,10 @@ else
 fi
 
 export DEBIAN_FRONTEND=noninteractive
-"${sudo[@]}" apt-get update -qq
+"${sudo[@]}" "$apt_get" update -qq
 if [ ${#need[@]} -gt 0 ]; then
   echo "cbm setup: installing ${need[*]} with apt-get"
-  "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  "${sudo[@]}" "$apt_get" install -y -qq --no-install-recommends "${need[@]}" >/dev/null
   major=$(server_major)
 fi
 if ! has_postgis "$major"; then
@@ -57,11 +62,11 @@ if ! has_postgis "$major"; then
   # in postgresql-<major>-postgis-3 (Debian and Ubuntu name it the same way).
   package="postgresql-$major-postgis-3"
   echo "cbm setup: installing $package with apt-get"
-  "${sudo[@]}" apt-get install -y -qq --no-install-recommends "$package" >/dev/null || true
+  "${sudo[@]}" "$apt_get" install -y -qq --no-install-recommends "$package" >/dev/null || true
 fi
 if ! has_postgis "$major"; then
   echo "cbm setup: PostgreSQL ${major:-?} has no PostGIS extension" \
-    "(/usr/share/postgresql/${major:-?}/extension/postgis.control is missing);" \
+    "($pg_share/${major:-?}/extension/postgis.control is missing);" \
     "install the package postgresql-${major:-<major>}-postgis-3 and run the command again." >&2
   exit 1
 fi
