@@ -1,4 +1,4 @@
-"""Run every benchmark: ``python -m benchmarks [name ...]``."""
+"""Run benchmarks: ``python -m benchmarks`` (all) or ``python -m benchmarks NAME [options]``."""
 
 from __future__ import annotations
 
@@ -8,5 +8,8 @@ import sys
 BENCHMARKS = ["parcels_load", "signature_storage", "extraction", "zonal_peers"]
 
 if __name__ == "__main__":
-    for name in sys.argv[1:] or BENCHMARKS:
-        importlib.import_module(f"benchmarks.{name}").main([])
+    if len(sys.argv) > 1:
+        importlib.import_module(f"benchmarks.{sys.argv[1]}").main(sys.argv[2:])
+    else:
+        for name in BENCHMARKS:
+            importlib.import_module(f"benchmarks.{name}").main([])

@@ -206,3 +206,27 @@ def test_too_long_cbm_home_is_refused_clearly(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("CBM_HOME", "/tmp/" + "x" * 100)
     with pytest.raises(ServiceError, match="shorter CBM_HOME"):
         EmbeddedCluster.from_config().up()
+
+
+def test_bulk_loads_skip_the_wal(postgis: str) -> None:
+    with get_engine(postgis).connect() as conn:
+        settings = dict(conn.execute(sa.text(
+            "SELECT name, setting FROM pg_settings WHERE name IN ('wal_level', 'max_wal_senders')"
+        )).all())
+    assert settings == {"wal_level": "minimal", "max_wal_senders": "0"}
+
+
+def test_settings_added_later_reach_an_existing_cluster(tmp_path: Path) -> None:
+    cluster = EmbeddedCluster(root=tmp_path, port=1)
+    cluster.data_dir.mkdir()
+    conf = cluster.data_dir / "postgresql.conf"
+    conf.write_text("#wal_level = replica\nshared_buffers = '128MB'\n")
+    cluster._add_missing_settings(running=False)
+    lines = conf.read_text().splitlines()
+    assert lines[-2:] == ["wal_level = minimal", "max_wal_senders = 0"]
+    cluster._add_missing_settings(running=False)
+    assert conf.read_text().splitlines() == lines
+    # WAL set up by hand (e.g. for a replica) is left alone
+    conf.write_text("max_wal_senders = 3\n")
+    cluster._add_missing_settings(running=True)
+    assert conf.read_text() == "max_wal_senders = 3\n"

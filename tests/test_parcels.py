@@ -65,7 +65,7 @@ def test_every_real_sample_loads(fresh_db: str, sample, tmp_path: Path) -> None:
     expected = NORMALISED.loc[NORMALISED["dataset"] == sample.dataset, "area_m2"]
     if len(expected):
         assert info["area_m2"]["total"] == pytest.approx(expected.sum(), rel=1e-4)
-    # native geometry keeps its SRID; the 4326 copy lies where the source says
+    # native geometry keeps its SRID; its extent in EPSG:4326 lies where the source says
     with get_engine().connect() as conn:
         srids = conn.execute(
             sa.text(
@@ -77,13 +77,18 @@ def test_every_real_sample_loads(fresh_db: str, sample, tmp_path: Path) -> None:
         extent = conn.execute(
             sa.text(
                 "SELECT ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e) FROM (SELECT "
-                "ST_Extent(geom_4326) e FROM parcels p JOIN datasets d ON d.id = p.dataset_id "
+                "ST_Extent(ST_Transform(ST_Envelope(geom), 4326)) e FROM parcels p JOIN datasets d "
+                "ON d.id = p.dataset_id "
                 "WHERE d.name = :n) s"
             ),
             {"n": sample.dataset},
         ).one()
     assert srids == [source.crs.to_epsg()]
-    assert tuple(extent) == pytest.approx(tuple(source.to_crs(4326).total_bounds), abs=1e-6)
+    # parcel envelopes, transformed: the true bounds, widened by at most a few metres
+    west, south, east, north = source.to_crs(4326).total_bounds
+    assert extent[0] <= west + 1e-9 and extent[1] <= south + 1e-9
+    assert extent[2] >= east - 1e-9 and extent[3] >= north - 1e-9
+    assert tuple(extent) == pytest.approx((west, south, east, north), abs=2e-3)
 
 
 def test_detected_columns_match_the_published_roles(fresh_db: str) -> None:
@@ -213,9 +218,9 @@ def test_failed_load_changes_nothing(fresh_db: str, tmp_path: Path) -> None:
     frame.loc[50, "GWSNAM_H"] = "bad\x00name"
     path = tmp_path / "nul.parquet"
     frame.to_parquet(path)
-    with pytest.raises(DatabaseError, match="NUL.*nothing was changed"):
+    with pytest.raises(DatabaseError, match=r"0x00.*nothing was changed"):
         load_parcel_file(path, "be", replace=True)
-    with pytest.raises(DatabaseError, match="NUL.*nothing was changed"):
+    with pytest.raises(DatabaseError, match=r"0x00.*nothing was changed"):
         load_parcel_file(path, "other")
     assert _dataset_names() == ["be"]
     assert _count("be") == 100
@@ -332,3 +337,62 @@ def test_parcels_cli(fresh_db: str, tmp_path: Path) -> None:
     assert result.output.strip().splitlines()[-1].startswith("Error: ")
     result = runner.invoke(cli, ["parcels", "drop", "-d", "be", "--yes"])
     assert result.exit_code == 0 and _dataset_names() == []
+
+
+def test_areas_are_those_of_the_parcels_as_drawn() -> None:
+    """Scale-at-centroid areas equal densified reprojection on every real sample."""
+    from cbm_dask.zones.validate import _as_multipolygons, multipolygon_areas
+
+    for sample in LPIS_SAMPLES:
+        frame = gpd.read_file(LPIS / sample.path)
+        geoms = _as_multipolygons(shapely.make_valid(frame.geometry.to_numpy()))
+        areas = multipolygon_areas(geoms, frame.crs, "EPSG:3035")
+        step = 1e-5 if frame.crs.is_geographic else 1.0
+        dense = gpd.GeoSeries(shapely.segmentize(geoms, step), crs=frame.crs)
+        expected = dense.to_crs(3035).area.to_numpy()
+        assert areas == pytest.approx(expected, rel=1e-7), sample.dataset
+
+
+def test_one_native_geometry_with_its_srid_and_a_gist_index(fresh_db: str) -> None:
+    load_parcel_file(SMALL, "be")
+    with get_engine().connect() as conn:
+        columns = conn.execute(sa.text(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'parcels' "
+            "ORDER BY ordinal_position")).scalars().all()
+        indexes = dict(conn.execute(sa.text(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'parcels'")).all())
+        partition = dict(conn.execute(sa.text(
+            "SELECT i.indexname, i.indexdef FROM pg_indexes i JOIN datasets d "
+            "ON i.tablename = 'parcels_d' || d.id WHERE d.name = 'be'")).all())
+        row = conn.execute(sa.text(
+            "SELECT ST_SRID(geom), ST_AsEWKT(geom) = ST_AsEWKT(ST_Multi(geom)), "
+            "ST_Area(geom) FROM parcels WHERE parcel_id = (SELECT min(parcel_id) FROM parcels)"
+        )).one()
+    assert "geom_4326" not in columns and "geom" in columns
+    assert "USING gist (geom)" in indexes["ix_parcels_geom"]
+    assert "ix_parcels_dataset_crop" not in indexes
+    assert sum("USING gist (geom)" in d for d in partition.values()) == 1
+    source = gpd.read_file(SMALL)
+    source = source.set_index(source["REF_ID"].astype(str))
+    assert row[0] == 31370 and row[1] is True
+    assert row[2] == pytest.approx(source.loc[source.index.min()].geometry.area, rel=1e-12)
+
+
+def test_migration_0003_keeps_loaded_parcels(fresh_db: str) -> None:
+    from cbm_dask.store import migrate
+
+    load_parcel_file(SMALL, "be")
+    try:
+        migrate.downgrade("0002")
+        with get_engine().connect() as conn:
+            moved = conn.execute(sa.text(
+                "SELECT count(*) FROM parcels WHERE ST_SRID(geom_4326) = 4326")).scalar_one()
+        assert moved == 100
+    finally:
+        migrate.upgrade()
+    assert _count("be") == 100
+    with get_engine().connect() as conn:
+        near = conn.execute(sa.text(
+            "SELECT count(*) FROM parcels WHERE geom && ST_Transform("
+            "ST_MakeEnvelope(4.1, 50.8, 4.4, 51.4, 4326), 31370)")).scalar_one()
+    assert near == 100

@@ -4,6 +4,8 @@
   an :class:`ImageRecord` (pure);
 * :func:`sync_catalogue` searches a STAC API and upserts the records, with a
   ``pending`` extraction per image for a parcel dataset;
+* :func:`update_catalogue` is the daily sync of every dataset and collection, from the
+  newest catalogued acquisition (:func:`update_window`);
 * :func:`list_images` and :func:`read_images` read the catalogue back.
 """
 
@@ -20,13 +22,18 @@ from cbm_dask.catalogue.normalise import (
 )
 from cbm_dask.catalogue.sync import (
     SyncResult,
+    SyncWindow,
+    UpdateSync,
     dataset_bbox,
     default_stac_url,
     list_images,
+    newest_acquisition,
     parse_bbox,
     parse_date,
     read_images,
     sync_catalogue,
+    update_catalogue,
+    update_window,
     upsert_images,
 )
 
@@ -36,11 +43,14 @@ __all__ = [
     "ItemError",
     "ItemLike",
     "SyncResult",
+    "SyncWindow",
+    "UpdateSync",
     "dataset_bbox",
     "default_stac_url",
     "image_card",
     "list_images",
     "mgrs_tile",
+    "newest_acquisition",
     "normalise_item",
     "parse_bbox",
     "parse_date",
@@ -48,5 +58,7 @@ __all__ = [
     "read_images",
     "scale_offset",
     "sync_catalogue",
+    "update_catalogue",
+    "update_window",
     "upsert_images",
 ]

@@ -6,6 +6,10 @@ page of results is written in **one transaction**: a page is either stored
 whole or not at all, so the catalogue never holds half a page, and a sync that
 stops half-way (network error, ``on_invalid="error"``) keeps the pages before
 and can simply be run again: the upsert is idempotent.
+
+``update_catalogue`` is the daily sync of ``cbm update``: every dataset and
+collection is searched from its newest catalogued acquisition minus an overlap
+window (:func:`update_window`), so a day's run reads about a day of items.
 """
 
 from __future__ import annotations
@@ -30,7 +34,12 @@ __all__ = [
     "BBox",
     "OnInvalid",
     "SyncResult",
+    "SyncWindow",
+    "UpdateSync",
     "default_stac_url",
+    "newest_acquisition",
+    "update_catalogue",
+    "update_window",
     "parse_bbox",
     "parse_date",
     "sync_catalogue",
@@ -129,13 +138,13 @@ class SyncResult:
 # argument parsing (pure)
 
 
-def parse_bbox(value: str | Sequence[float], flag: str = "--bbox") -> BBox:
+def parse_bbox(value: str | Sequence[float], flag: str = "bbox") -> BBox:
     """Parse ``W,S,E,N`` (degrees, EPSG:4326) into a validated tuple.
 
     Raises
     ------
     InputError
-        Naming ``flag`` when there are not four numbers, they are out of range, or
+        Naming ``flag`` (the parameter) when there are not four numbers, they are out of range, or
         west ≥ east / south ≥ north.
     """
     parts = value.split(",") if isinstance(value, str) else list(value)
@@ -168,7 +177,7 @@ def parse_date(value: str | dt.date, flag: str, *, end: bool = False) -> dt.date
     Raises
     ------
     InputError
-        Naming ``flag`` when the value is not ISO 8601.
+        Naming ``flag`` (the parameter) when the value is not ISO 8601.
     """
     if isinstance(value, dt.datetime):
         stamp = value
@@ -185,6 +194,101 @@ def parse_date(value: str | dt.date, flag: str, *, end: bool = False) -> dt.date
         if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
             stamp = dt.datetime.combine(stamp.date(), dt.time.max if end else dt.time.min)
     return stamp.replace(tzinfo=dt.UTC) if stamp.tzinfo is None else stamp.astimezone(dt.UTC)
+
+
+WindowBasis = Literal["given", "newest", "season"]
+
+
+@dataclass(frozen=True)
+class SyncWindow:
+    """The acquisition window one update sync searches.
+
+    Attributes
+    ----------
+    start, end
+        Inclusive bounds, aware UTC datetimes.
+    basis
+        Where ``start`` came from: ``given`` (asked for explicitly), ``newest`` (the
+        newest catalogued acquisition minus the overlap) or ``season`` (nothing
+        catalogued yet: 1 January of the dataset year).
+    """
+
+    start: dt.datetime
+    end: dt.datetime
+    basis: WindowBasis
+
+
+def update_window(
+    newest: dt.datetime | None,
+    *,
+    now: dt.datetime,
+    overlap_days: float,
+    year: int | None = None,
+    start: str | dt.date | None = None,
+    end: str | dt.date | None = None,
+) -> SyncWindow:
+    """Decide the acquisition window of a daily sync of one dataset and collection (pure).
+
+    The window starts at the newest acquisition already catalogued for the dataset
+    minus ``overlap_days`` (items are searched by acquisition time, and an item can
+    be published days after a newer one: a late product, a coherence pair waiting
+    for its secondary, a reprocessing); with nothing catalogued yet it starts on
+    1 January of ``year``.  An explicit ``start`` always wins.  The window ends at
+    ``end``, else ``now``.
+
+    Parameters
+    ----------
+    newest
+        Newest catalogued acquisition of the dataset in this collection, or None.
+        Naive values are taken as UTC.
+    now
+        The current time (the default end); naive values are taken as UTC.
+    overlap_days
+        Days searched again before ``newest`` (``catalogue.update-overlap-days``); ≥ 0.
+    year
+        The dataset's declaration year; None for the year of ``now``.
+    start, end
+        Explicit bounds (dates or ISO date-times, UTC when naive); a date-only
+        ``end`` covers its whole day.
+
+    Returns
+    -------
+    SyncWindow
+
+    Raises
+    ------
+    InputError
+        When ``overlap_days`` is negative or not a number, a bound is not a date,
+        or the window would end before it starts.
+    """
+    try:
+        overlap = float(overlap_days)
+    except (TypeError, ValueError):
+        raise InputError(
+            f"overlap_days {overlap_days!r}: not a number of days "
+            "(set catalogue.update-overlap-days to e.g. 10)"
+        ) from None
+    if not overlap >= 0:  # also refuses NaN
+        raise InputError(
+            f"overlap_days {overlap_days!r}: must be at least 0 "
+            "(set catalogue.update-overlap-days to e.g. 10)"
+        )
+    current = parse_date(now, "now")
+    last = parse_date(end, "end", end=True) if end is not None else current
+    basis: WindowBasis
+    if start is not None:
+        first, basis = parse_date(start, "start"), "given"
+    elif newest is not None:
+        first, basis = parse_date(newest, "newest") - dt.timedelta(days=overlap), "newest"
+    else:
+        season = int(year) if year is not None else current.year
+        first, basis = dt.datetime(season, 1, 1, tzinfo=dt.UTC), "season"
+    if first > last:
+        raise InputError(
+            f"start {first:%Y-%m-%d %H:%M} ({basis}) is after end {last:%Y-%m-%d %H:%M}; "
+            "give an end after the start, or no end (until now)"
+        )
+    return SyncWindow(start=first, end=last, basis=basis)
 
 
 def default_stac_url() -> str:
@@ -209,14 +313,14 @@ def _dataset_id(conn: sa.Connection, name: str) -> int:
     if found is None:
         known = conn.execute(sa.text("SELECT name FROM datasets ORDER BY name")).scalars().all()
         raise DatasetNotFoundError(
-            f"--dataset {name!r}: no such dataset; loaded: {', '.join(known) or 'none'} "
+            f"dataset {name!r}: no such dataset; loaded: {', '.join(known) or 'none'} "
             "(load one with `cbm parcels load`)"
         )
     return int(found)
 
 
 def dataset_bbox(conn: sa.Connection, dataset_id: int, name: str = "") -> BBox:
-    """Return ``(W, S, E, N)`` of a dataset's parcels (``ST_Extent`` of ``geom_4326``).
+    """Return ``(W, S, E, N)`` of a dataset's parcels (their envelopes in EPSG:4326).
 
     Raises
     ------
@@ -226,12 +330,13 @@ def dataset_bbox(conn: sa.Connection, dataset_id: int, name: str = "") -> BBox:
     row = conn.execute(
         sa.text(
             "SELECT ST_XMin(e) AS w, ST_YMin(e) AS s, ST_XMax(e) AS e, ST_YMax(e) AS n "
-            "FROM (SELECT ST_Extent(geom_4326) AS e FROM parcels WHERE dataset_id = :id) x"
+            "FROM (SELECT ST_Extent(ST_Transform(ST_Envelope(geom), 4326)) AS e "
+            "FROM parcels WHERE dataset_id = :id) x"
         ),
         {"id": dataset_id},
     ).one()
     if row.w is None:
-        raise InputError(f"--dataset {name or dataset_id}: it has no parcels to search over")
+        raise InputError(f"dataset {name or dataset_id}: it has no parcels to search over")
     return float(row.w), float(row.s), float(row.e), float(row.n)
 
 
@@ -281,7 +386,7 @@ def _unreachable(stac_url: str, exc: BaseException) -> ServiceError:
     reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return ServiceError(
         f"cannot reach the STAC API at {stac_url} ({reason[:200]}); is the local STAC API "
-        "running (`cbm services up`)? Otherwise check --stac-url / catalogue.stac-url"
+        "running (`cbm services up`)? Otherwise check the STAC API URL (stac_url / cbm.stac.url)"
     )
 
 
@@ -313,7 +418,7 @@ def _check_collection(client: Any, stac_url: str, collection: str) -> None:
     except Exception:
         known = []
     raise InputError(
-        f"--collection {collection!r}: not found at {stac_url} ({reason}); "
+        f"collection {collection!r}: not found at {stac_url} ({reason}); "
         f"available: {', '.join(known) or 'none'}"
     )
 
@@ -385,14 +490,14 @@ def sync_catalogue(
     """
     started = time.perf_counter()
     if (dataset is None) == (bbox is None):
-        raise InputError("give exactly one of --dataset NAME or --bbox W,S,E,N")
-    first = parse_date(start, "--start")
-    last = parse_date(end, "--end", end=True)
+        raise InputError("give exactly one of dataset (a dataset name) or bbox (W,S,E,N)")
+    first = parse_date(start, "start")
+    last = parse_date(end, "end", end=True)
     if first > last:
-        raise InputError(f"--start {start} is after --end {end}")
+        raise InputError(f"start {start} is after end {end}")
     size = int(page_size or config.get("catalogue.page-size", 100))
     if size < 1:
-        raise InputError(f"--page-size {size}: must be at least 1")
+        raise InputError(f"page_size {size}: must be at least 1 (catalogue.page-size)")
     policy = cast(OnInvalid, on_invalid or config.get("catalogue.on-invalid", "skip"))
     if policy not in ("skip", "error"):
         raise InputError(f"on_invalid={policy!r}: use 'skip' or 'error'")
@@ -446,6 +551,166 @@ def sync_catalogue(
 
 
 # ---------------------------------------------------------------------------
+# the daily update
+
+
+_NEWEST = sa.text(
+    "SELECT max(i.datetime) FROM images i JOIN extractions e ON e.image_id = i.id "
+    "WHERE e.dataset_id = :dataset_id AND i.collection = :collection"
+)
+
+
+def newest_acquisition(conn: sa.Connection, dataset_id: int, collection: str) -> dt.datetime | None:
+    """Return the newest acquisition of ``collection`` catalogued for a dataset, or None.
+
+    "Catalogued for the dataset" means the image has an extraction unit for it
+    (a sync over the dataset's parcels created one), so an image catalogued for
+    another dataset nearby does not move this dataset's window.
+    """
+    newest = conn.execute(
+        _NEWEST, {"dataset_id": dataset_id, "collection": collection}
+    ).scalar_one_or_none()
+    if newest is None:
+        return None
+    stamp = cast(dt.datetime, newest)
+    return stamp.replace(tzinfo=dt.UTC) if stamp.tzinfo is None else stamp.astimezone(dt.UTC)
+
+
+@dataclass(frozen=True)
+class UpdateSync:
+    """One dataset and collection of :func:`update_catalogue`.
+
+    Attributes
+    ----------
+    dataset, collection
+        What was synced.
+    window
+        The acquisition window searched (and why it starts where it does).
+    result
+        The sync's result; None when the STAC API does not offer the collection.
+    """
+
+    dataset: str
+    collection: str
+    window: SyncWindow
+    result: SyncResult | None
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the outcome as plain JSON-able values."""
+        result = self.result
+        return {
+            "dataset": self.dataset, "collection": self.collection,
+            "start": self.window.start.isoformat(), "end": self.window.end.isoformat(),
+            "basis": self.window.basis,
+            "offered": result is not None,
+            "found": result.found if result else 0,
+            "inserted": result.inserted if result else 0,
+            "updated": result.updated if result else 0,
+            "pending": result.pending if result else 0,
+            "skipped": len(result.skipped) if result else 0,
+            "seconds": round(result.seconds, 3) if result else 0.0,
+        }
+
+
+def _offered_collections(client: Any, stac_url: str) -> set[str]:
+    import pystac_client
+    import requests
+
+    try:
+        return {str(c.id) for c in client.get_collections()}
+    except (requests.RequestException, pystac_client.exceptions.APIError) as exc:
+        raise _unreachable(stac_url, exc) from exc
+
+
+def update_catalogue(
+    stac_url: str | None = None,
+    *,
+    datasets: Sequence[str] | None = None,
+    collections: Sequence[str] | None = None,
+    start: str | dt.date | None = None,
+    end: str | dt.date | None = None,
+    now: dt.datetime | None = None,
+    url: str | None = None,
+) -> list[UpdateSync]:
+    """Catalogue what is new for every dataset and collection: the daily sync.
+
+    Each dataset and collection is searched over the window of :func:`update_window`:
+    from its newest catalogued acquisition minus ``catalogue.update-overlap-days``
+    (1 January of the dataset year the first time) until now.  Items already
+    catalogued in the overlap are compared and left alone; new ones get a
+    ``pending`` extraction.
+
+    Parameters
+    ----------
+    stac_url
+        STAC API root; None for :func:`default_stac_url`.
+    datasets
+        Dataset names; None for every loaded dataset.
+    collections
+        Collection ids; None for ``extract.collections``.  Collections the STAC API
+        does not offer are skipped with a warning (``result`` None).
+    start, end
+        Explicit window bounds for every pair (``start`` replaces the newest-based start).
+    now
+        The current time (default: the clock); the window's default end.
+    url
+        Database URL; default the configured one.
+
+    Returns
+    -------
+    list of UpdateSync
+        One per dataset and collection, datasets by name.
+
+    Raises
+    ------
+    DatasetNotFoundError
+        A name in ``datasets`` is not loaded.
+    InputError
+        Bad bounds or overlap setting.
+    ServiceError
+        The STAC API cannot be reached.
+    """
+    wanted = list(collections if collections is not None
+                  else config.get("extract.collections", ()))
+    overlap = config.get("catalogue.update-overlap-days", 10)
+    clock = now or dt.datetime.now(dt.UTC)
+    target = stac_url or default_stac_url()
+    offered = _offered_collections(
+        _open(target, float(config.get("catalogue.timeout", 60))), target
+    )
+    with get_engine(url).connect() as conn:
+        if datasets is None:
+            names = list(conn.execute(
+                sa.text("SELECT name FROM datasets ORDER BY name")).scalars())
+        else:
+            names = sorted(set(datasets))
+        plans = []
+        for name in names:
+            dataset_id = _dataset_id(conn, name)
+            year = conn.execute(sa.text("SELECT year FROM datasets WHERE id = :id"),
+                                {"id": dataset_id}).scalar_one()
+            for collection in wanted:
+                window = update_window(
+                    newest_acquisition(conn, dataset_id, collection), now=clock,
+                    overlap_days=overlap, year=year, start=start, end=end,
+                )
+                plans.append((name, collection, window))
+    done: list[UpdateSync] = []
+    for name, collection, window in plans:
+        if collection not in offered:
+            log.warning("%s: collection %s is not offered by %s; skipped", name, collection,
+                        target)
+            done.append(UpdateSync(name, collection, window, None))
+            continue
+        log.info("%s / %s: %s to %s (%s)", name, collection, window.start, window.end,
+                 window.basis)
+        result = sync_catalogue(target, collection, dataset=name, start=window.start,
+                                end=window.end, url=url)
+        done.append(UpdateSync(name, collection, window, result))
+    return done
+
+
+# ---------------------------------------------------------------------------
 # reading
 
 
@@ -462,7 +727,8 @@ def list_images(
         dataset_id = _dataset_id(conn, dataset)
         return pd.read_sql(
             sa.text(
-                "WITH ext AS (SELECT ST_SetSRID(ST_Extent(geom_4326)::geometry, 4326) AS g "
+                "WITH ext AS (SELECT ST_SetSRID(ST_Extent(ST_Transform(ST_Envelope(geom), 4326))"
+                "::geometry, 4326) AS g "
                 "FROM parcels WHERE dataset_id = :id) "
                 "SELECT i.id AS image_id, i.collection, i.item_id, i.datetime, i.card, i.tile, "
                 "i.orbit, i.epsg, i.cloud_cover, i.processing_baseline, "

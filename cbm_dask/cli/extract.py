@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import datetime as dt
-
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from cbm_dask import config
 from cbm_dask.cli.options import (
     console,
     dataset_opt,
@@ -57,7 +54,8 @@ def _print_report(summary: dict[str, object]) -> None:
 @click.option("--collection", "-c", metavar="C", help="Only images of this collection.")
 @cluster_opt
 @workers_opt
-@click.option("--retry-failed", is_flag=True, help="Try images that failed before again.")
+@click.option("--retry-failed", is_flag=True,
+              help="Try images that failed before again (their attempts start over).")
 @json_opt
 def extract_command(datasets: tuple[str, ...], collection: str | None, cluster: str,
                     workers: int | None, retry_failed: bool, as_json: bool) -> None:
@@ -67,39 +65,37 @@ def extract_command(datasets: tuple[str, ...], collection: str | None, cluster: 
 
 
 @click.command()
+@click.option("--dataset", "-d", "datasets", multiple=True, metavar="NAME",
+              help="Only these datasets (default: every loaded dataset).")
 @click.option("--start", metavar="DATE",
-              help="Catalogue from (default: Jan 1 of the dataset year).")
-@click.option("--end", metavar="DATE", help="Catalogue until (default: today).")
+              help="Catalogue from (default: the newest catalogued acquisition minus "
+                   "catalogue.update-overlap-days; Jan 1 of the dataset year the first time).")
+@click.option("--end", metavar="DATE", help="Catalogue until (default: now).")
 @click.option("--stac-url", metavar="URL", help="STAC API (default: the archive's).")
 @cluster_opt
 @workers_opt
 @json_opt
-def update(start: str | None, end: str | None, stac_url: str | None, cluster: str,
-           workers: int | None, as_json: bool) -> None:
+def update(datasets: tuple[str, ...], start: str | None, end: str | None,
+           stac_url: str | None, cluster: str, workers: int | None, as_json: bool) -> None:
     """Run the daily job: catalogue new images and extract them, for every dataset."""
-    from cbm_dask.catalogue import sync_catalogue
-    from cbm_dask.store.parcels import list_datasets
+    from cbm_dask.catalogue.sync import update_catalogue
 
-    frame = list_datasets()
-    collections = list(config.get("extract.collections"))
-    synced = []
-    for row in frame.to_dict(orient="records"):
-        year = row["year"] if row["year"] == row["year"] and row["year"] else dt.date.today().year
-        for collection in collections:
-            try:
-                result = sync_catalogue(stac_url, collection, dataset=str(row["name"]),
-                                        start=start or f"{int(year)}-01-01",
-                                        end=end or dt.date.today().isoformat())
-            except Exception as exc:  # a collection missing in this archive is not fatal
-                console.print(f"[yellow]{row['name']} / {collection}: {exc}")
-                continue
-            synced.append({"dataset": row["name"], "collection": collection,
-                           "found": result.found, "pending": result.pending})
-    summary = _run_extraction(list(frame["name"]), None, cluster, workers, False)
+    synced = update_catalogue(stac_url, datasets=datasets or None, start=start, end=end)
+    names = list(dict.fromkeys(s.dataset for s in synced)) or list(datasets)
+    summary = (_run_extraction(names, None, cluster, workers, False) if names else
+               {"extracted": 0, "failed": 0, "rows": 0, "seconds": 0.0, "failures": []})
+    rows = [s.as_dict() for s in synced]
     if as_json:
-        print_json({"catalogue": synced, "extraction": summary})
+        print_json({"catalogue": rows, "extraction": summary})
         return
-    print_table("catalogue", synced)
+    for s in synced:
+        if s.result is None:
+            console.print(f"[yellow]{s.dataset} / {s.collection}: not offered by the STAC "
+                          "API, skipped")
+    print_table("catalogue", [
+        {"dataset": r["dataset"], "collection": r["collection"], "from": r["start"][:16],
+         "basis": r["basis"], "found": r["found"], "new": r["inserted"],
+         "pending": r["pending"]} for r in rows if r["offered"]])
     _print_report(summary)
 
 

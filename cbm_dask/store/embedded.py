@@ -28,6 +28,12 @@ __all__ = ["EmbeddedCluster", "find_pg_bin"]
 
 log = logging.getLogger(__name__)
 
+# No WAL for the data of a table created in the same transaction (a parcel load
+# writes its partition once and fsyncs it at commit); this cluster has no replicas,
+# and its physical backup is a copy of the stopped cluster.  User settings
+# (cbm.database.server-settings) are written after these and win.
+_BULK_LOAD_SETTINGS = {"wal_level": "minimal", "max_wal_senders": "0"}
+
 
 def _version_key(path: Path) -> tuple[int, ...]:
     return tuple(int(part) for part in re.findall(r"\d+", path.name)) or (0,)
@@ -168,7 +174,9 @@ class EmbeddedCluster:
             )
         if not self.initialised:
             self._initdb()
-        if self.pid() is None:
+        running = self.pid() is not None
+        self._add_missing_settings(running)
+        if not running:
             self._start()
         self._ensure_database()
 
@@ -263,6 +271,7 @@ class EmbeddedCluster:
             "unix_socket_directories": f"'{self.socket_dir}'",
             "unix_socket_permissions": "0700",
             "logging_collector": "off",
+            **_BULK_LOAD_SETTINGS,
         }
         settings.update(
             {k: f"'{v}'" for k, v in dict(config.get("database.server-settings")).items()}
@@ -275,6 +284,30 @@ class EmbeddedCluster:
         self.password_file.chmod(0o600)
         if user is not None:
             os.chown(self.password_file, os.getuid(), os.getgid())
+
+    def _add_missing_settings(self, running: bool) -> None:
+        """Add settings introduced after this cluster was initialised to its configuration.
+
+        A running server only applies them when it restarts (``cbm db down``,
+        ``cbm db up``); until then loads work as before, only slower.
+        """
+        conf = self.data_dir / "postgresql.conf"
+        present = {
+            line.split("=", 1)[0].strip()
+            for line in conf.read_text().splitlines()
+            if "=" in line and not line.lstrip().startswith("#")
+        }
+        if present & set(_BULK_LOAD_SETTINGS):
+            return  # WAL configured by hand: the two only work together (no senders)
+        missing = _BULK_LOAD_SETTINGS
+        with conf.open("a") as handle:
+            handle.write("\n# added by cbm db up\n")
+            handle.writelines(f"{key} = {value}\n" for key, value in missing.items())
+        if running:
+            log.warning(
+                "added %s to %s; restart the embedded database (`cbm db down` then `cbm db "
+                "up`) to apply them", ", ".join(missing), conf,
+            )
 
     def _start(self) -> None:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:

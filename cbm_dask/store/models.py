@@ -89,8 +89,7 @@ class Parcel(Base):
     __table_args__ = (
         UniqueConstraint("dataset_id", "parcel_id", name="uq_parcels_dataset_parcel"),
         Index("ix_parcels_pid", "pid"),
-        Index("ix_parcels_geom_4326", "geom_4326", postgresql_using="gist"),
-        Index("ix_parcels_dataset_crop", "dataset_id", "crop_code"),
+        Index("ix_parcels_geom", "geom", postgresql_using="gist"),
         {"postgresql_partition_by": "LIST (dataset_id)"},
     )
 
@@ -104,11 +103,9 @@ class Parcel(Base):
     scheme: Mapped[str | None] = mapped_column(Text)
     practice: Mapped[str | None] = mapped_column(Text)
     area_m2: Mapped[float] = mapped_column(Float)
-    # Native CRS of the dataset (SRID per row, equal to datasets.srid).
+    # Native CRS of the dataset (SRID per row, equal to datasets.srid); map and
+    # catalogue queries transform their window or extent, not the parcels.
     geom: Mapped[Any] = mapped_column(Geometry("MULTIPOLYGON", srid=-1, spatial_index=False))
-    geom_4326: Mapped[Any] = mapped_column(
-        Geometry("MULTIPOLYGON", srid=4326, spatial_index=False)
-    )
     attributes: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
 
 

@@ -19,6 +19,7 @@ import psycopg
 import shapely
 import sqlalchemy as sa
 from psycopg import sql
+from psycopg.copy import QueuedLibpqWriter
 
 from cbm_dask import config
 from cbm_dask.errors import DatabaseError, DatasetExistsError, DatasetNotFoundError, InputError
@@ -48,8 +49,34 @@ log = logging.getLogger(__name__)
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 _COPY_COLUMNS = (
     "dataset_id", "parcel_id", "crop_code", "crop_name", "scheme", "practice",
-    "area_m2", "geom", "geom_4326", "attributes",
+    "area_m2", "geom", "attributes",
 )
+# Binary COPY: a field is its type's binary receive input, so geometry takes EWKB
+# and jsonb takes version byte 1 + JSON text, both passed as raw bytes.
+_COPY_TYPES = ("int4", "text", "text", "text", "text", "text", "float8", "bytea", "bytea")
+_WKB_MULTIPOLYGON = b"\x01\x06\x00\x00\x00"  # little-endian WKB header of a MultiPolygon
+_EWKB_SRID_FLAG = 0x20000000
+
+
+def _ewkb(geoms: Any, srid: int) -> list[bytes]:
+    """2D EWKB (with SRID) of MultiPolygons, from plain WKB and a shared 9-byte header.
+
+    Setting the SRID on each geometry to let GEOS write EWKB copies every geometry;
+    the header is the same for all of them, so it is spliced in instead.
+    """
+    header = b"\x01" + (6 | _EWKB_SRID_FLAG).to_bytes(4, "little") + srid.to_bytes(4, "little")
+    # prepare_parcels makes every geometry a MultiPolygon, so each WKB starts with
+    # _WKB_MULTIPOLYGON; 2D because the column is.
+    wkb = shapely.to_wkb(geoms, byte_order=1, output_dimension=2, include_srid=False)
+    return [header + w[5:] for w in wkb]
+
+
+def _jsonb(texts: Sequence[str]) -> list[bytes]:
+    """Binary jsonb input (version 1) of JSON texts, encoded as one string."""
+    if not texts:
+        return []
+    joined = "\n".join(texts).encode()
+    return (b"\x01" + joined.replace(b"\n", b"\n\x01")).split(b"\n")
 
 
 @dataclass(frozen=True)
@@ -115,6 +142,35 @@ def _rolled_back_on_error(dataset: str, source_file: str) -> Iterator[None]:
         ) from exc
 
 
+def _copy_parcels(
+    raw: psycopg.Connection[Any], statement: sql.Composed, parcels: gpd.GeoDataFrame,
+    dataset_id: int, srid: int,
+) -> None:
+    """COPY the parcels in chunks; the next chunk is encoded while this one is sent.
+
+    The queued writer sends from its own thread (waiting on the socket without the
+    GIL), so encoding here, sending and the server's parse and insert overlap.
+    """
+    rows = max(1, int(config.get("parcels.copy-batch-rows")))
+    texts = ("parcel_id", "crop_code", "crop_name", "scheme", "practice")
+    with raw.cursor() as cursor, cursor.copy(
+        statement, writer=QueuedLibpqWriter(cursor)
+    ) as copy:
+        copy.set_types(list(_COPY_TYPES))
+        for start in range(0, len(parcels), rows):
+            chunk = parcels.iloc[start:start + rows]
+            # Plain object arrays: iterating Arrow-backed columns costs more than COPY.
+            columns = [chunk[c].to_numpy(dtype=object) for c in texts]
+            for row in zip(
+                *columns,
+                chunk["area_m2"].to_numpy().tolist(),
+                _ewkb(chunk.geometry.to_numpy(), srid),
+                _jsonb(list(chunk["attributes"])),
+                strict=True,
+            ):
+                copy.write_row((dataset_id, *row))
+
+
 def store_parcels(
     prepared: PreparedParcels,
     *,
@@ -137,12 +193,6 @@ def store_parcels(
     _check_name(dataset)
     parcels = prepared.parcels
     srid = _srid(parcels, Path(source_file))
-    geoms = shapely.to_wkb(
-        shapely.set_srid(parcels.geometry.to_numpy(), srid), hex=True, include_srid=True
-    )
-    geoms_4326 = shapely.to_wkb(
-        shapely.set_srid(parcels["geom_4326"].to_numpy(), 4326), hex=True, include_srid=True
-    )
     engine = get_engine(url)
     with _rolled_back_on_error(dataset, source_file), engine.begin() as conn:
         existing = _dataset_row(conn, dataset)
@@ -180,20 +230,10 @@ def store_parcels(
         staging = create_parcel_partition(conn, dataset_id)
         raw = conn.connection.driver_connection
         assert raw is not None  # a checked-out connection always has one
-        statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
+        statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT binary)").format(
             sql.Identifier(staging), sql.SQL(", ").join(map(sql.Identifier, _COPY_COLUMNS))
         )
-        with raw.cursor() as cursor, cursor.copy(statement) as copy:
-            # Plain object arrays: iterating Arrow-backed columns costs more than COPY.
-            columns = [
-                parcels[c].to_numpy(dtype=object)
-                for c in ("parcel_id", "crop_code", "crop_name", "scheme", "practice")
-            ]
-            for row in zip(
-                *columns, parcels["area_m2"].to_numpy().tolist(), geoms, geoms_4326,
-                parcels["attributes"], strict=True,
-            ):
-                copy.write_row((dataset_id, *row))
+        _copy_parcels(raw, statement, parcels, dataset_id, srid)
         attach_parcel_partition(conn, dataset_id)
         create_dataset_partitions(conn, dataset_id)
         conn.execute(

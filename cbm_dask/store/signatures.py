@@ -239,7 +239,7 @@ def month_partition_name(dataset_id: int, month: dt.date) -> str:
     return f"signatures_d{int(dataset_id)}_{month:%Y%m}"
 
 
-def _execute(cursor: psycopg.Cursor[Any], statement: sql.Composable,
+def _execute(cursor: psycopg.Cursor[Any], statement: sql.Composed,
              params: Sequence[Any] = ()) -> None:
     cursor.execute(statement, params or None)
 
