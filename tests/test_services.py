@@ -5,26 +5,40 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import random
 import re
+import shutil
+import socket
 import stat
 import subprocess
 import sys
+import tempfile
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
 import botocore
 import botocore.exceptions
 import dask.config
+import psutil
 import pytest
 import requests
 from botocore.config import Config
 from click.testing import CliRunner
 
+import cbm_dask
 from cbm_dask.cli.main import cli
 from cbm_dask.errors import ConfigError, ServiceError
 from cbm_dask.load.gdal_env import GdalEnv, capture_gdal_env, s3_gdal_options
 from cbm_dask.services import registry
-from cbm_dask.services._process import alive
+from cbm_dask.services._process import (
+    alive,
+    ensure_port_free,
+    ephemeral_port_range,
+    port_in_use,
+    setting_env_name,
+)
 from cbm_dask.services.s3 import S3Settings, SeaweedService, embedded_identity, ensure_bucket
 from cbm_dask.services.stac import StacService, stac_url
 from tests.conftest import REAL_DATA, free_port, s3_port_settings
@@ -276,3 +290,181 @@ def test_cli_up_status_down_in_a_fresh_home(
         after = runner.invoke(cli, ["services", "status", "s3", "stac"])
         assert after.exit_code == 3
         assert after.output.count("stopped") == 2
+
+
+# ---------------------------------------------------------------------------
+# ports: what holds them, and `cbm services up` / `down` every time
+
+CBM = Path(sys.executable).with_name("cbm")
+
+
+def low_free_port(taken: set[int], offset: int = 0) -> int:
+    """A port below the kernel's ephemeral range, bindable now (and ``port + offset`` too).
+
+    Ports inside the range can be handed to outgoing connections at any moment,
+    which is the failure the tests below are about.
+    """
+    low = ephemeral_port_range()[0]
+    for _ in range(500):
+        port = random.randrange(10000, low - offset)
+        candidates = {port, port + offset}
+        if candidates & taken:
+            continue
+        try:
+            for candidate in candidates:
+                with socket.socket() as sock:
+                    sock.bind(("127.0.0.1", candidate))
+        except OSError:
+            continue
+        taken.update(candidates)
+        return port
+    raise RuntimeError("no free port below the ephemeral range")
+
+
+def low_port_env() -> dict[str, str]:
+    """DASK_CBM__… variables giving every embedded server its own port below the range."""
+    taken: set[int] = set()
+    env = {"DASK_CBM__DATABASE__PORT": str(low_free_port(taken)),
+           "DASK_CBM__S3__PORT": str(low_free_port(taken)),
+           "DASK_CBM__STAC__PORT": str(low_free_port(taken)),
+           "DASK_CBM__S3__PORTS__ADMIN": str(low_free_port(taken, offset=10000))}
+    for name in ("master", "master-grpc", "volume", "volume-grpc", "filer", "filer-grpc",
+                 "s3-grpc"):
+        env[setting_env_name(f"cbm.s3.ports.{name}")] = str(low_free_port(taken))
+    return env
+
+
+def clean_env(home: Path, extra: dict[str, str]) -> dict[str, str]:
+    """This process's environment without any cbm setting of the test session, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("DASK_CBM__", "CBM_", "AWS_"))}
+    return {**env, "CBM_HOME": str(home), **extra}
+
+
+@pytest.fixture
+def homes() -> Iterator[Path]:
+    """A short directory for fresh CBM_HOMEs, not under pytest's tmp dirs (whose
+    permissions another starting test session resets, locking out the database's
+    OS user)."""
+    root = Path(tempfile.mkdtemp(prefix="cbm-homes-"))
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def processes_of(home: Path) -> list[str]:
+    """Processes whose command line names ``home`` or whose working directory lies in it."""
+    found = []
+    for proc in psutil.process_iter(["pid", "cmdline", "cwd"]):
+        cmdline = " ".join(proc.info["cmdline"] or ())
+        cwd = proc.info["cwd"] or ""
+        if str(home) in cmdline or cwd == str(home) or cwd.startswith(f"{home}/"):
+            found.append(f"{proc.info['pid']} {cmdline} (cwd {cwd})")
+    return found
+
+
+def test_default_ports_are_below_the_ephemeral_range() -> None:
+    import yaml
+
+    low, _ = ephemeral_port_range()
+    defaults = yaml.safe_load((Path(cbm_dask.__file__).parent / "cbm.yaml").read_text())["cbm"]
+    ports = {"cbm.stac.port": defaults["stac"]["port"], "cbm.s3.port": defaults["s3"]["port"],
+             **{f"cbm.s3.ports.{k}": v for k, v in defaults["s3"]["ports"].items()}}
+    ports["cbm.s3.ports.admin + 10000"] = defaults["s3"]["ports"]["admin"] + 10000
+    assert {name: port for name, port in ports.items() if port >= low} == {}
+    assert len(set(ports.values())) == len(ports)
+
+
+def test_a_time_wait_source_port_blocks_bind_and_is_explained() -> None:
+    """The cause of the "address already in use" of a port nobody listens on."""
+    port = low_free_port(set())
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        peer = server.getsockname()[1]
+        client = socket.socket()  # like any outgoing connection: no SO_REUSEADDR
+        client.bind(("127.0.0.1", port))
+        client.connect(server.getsockname())
+        accepted, _ = server.accept()
+        client.close()  # the side closing first keeps the port in TIME_WAIT
+        accepted.close()
+    assert not port_in_use(port)  # nothing listens: a connect probe sees a free port ...
+    with pytest.raises(ServiceError) as caught:  # ... but a server cannot bind it
+        ensure_port_free(port, what="STAC API", setting="cbm.stac.port")
+    message = str(caught.value)
+    assert f"port {port} on 127.0.0.1 (STAC API)" in message
+    assert "TIME_WAIT, no process" in message and f"127.0.0.1:{peer}" in message
+    assert "source port; it is released within 60 s" in message
+    assert "cbm.stac.port (env DASK_CBM__STAC__PORT)" in message
+
+
+def occupy(port: int) -> subprocess.Popen[str]:
+    """A real program (another process) listening on 127.0.0.1:port."""
+    code = ("import socket, sys, time\n"
+            "s = socket.socket(); s.bind(('127.0.0.1', int(sys.argv[1]))); s.listen()\n"
+            "print('listening', flush=True); time.sleep(600)\n")
+    holder = subprocess.Popen([sys.executable, "-c", code, str(port)], stdout=subprocess.PIPE,
+                              text=True)
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "listening"
+    return holder
+
+
+def test_a_taken_port_names_its_owner_and_the_setting(homes: Path) -> None:
+    env = clean_env(homes / "home", low_port_env())
+    stac_port = int(env["DASK_CBM__STAC__PORT"])
+    filer_port = int(env["DASK_CBM__S3__PORTS__FILER"])
+    holders = [occupy(stac_port), occupy(filer_port)]
+    try:
+        stac = subprocess.run([str(CBM), "services", "up", "stac"], env=env,
+                              capture_output=True, text=True, timeout=300)
+        s3 = subprocess.run([str(CBM), "services", "up", "s3"], env=env,
+                            capture_output=True, text=True, timeout=300)
+    finally:
+        for holder in holders:
+            holder.kill()
+            holder.wait()
+        subprocess.run([str(CBM), "services", "down"], env=env, capture_output=True,
+                       timeout=300, check=False)
+    assert stac.returncode != 0 and s3.returncode != 0
+    assert (f"port {stac_port} on 127.0.0.1 (STAC API) is taken: pid {holders[0].pid} "
+            f"({sys.executable} -c") in stac.stderr
+    assert "cbm.stac.port (env DASK_CBM__STAC__PORT)" in stac.stderr
+    assert (f"port {filer_port} on 127.0.0.1 (filer of the embedded S3 store) is taken: "
+            f"pid {holders[1].pid} (") in s3.stderr
+    assert "cbm.s3.ports.filer (env DASK_CBM__S3__PORTS__FILER)" in s3.stderr
+    assert processes_of(homes / "home") == []
+
+
+@pytest.mark.timeout(1800)
+def test_twenty_up_down_cycles_in_fresh_homes(homes: Path) -> None:
+    """`cbm services up` then `down`, 20 times, each in a new CBM_HOME, on the same ports."""
+    ports = low_port_env()
+    timings = []
+    for cycle in range(20):
+        home = homes / f"home{cycle:02d}"
+        env = clean_env(home, ports)
+        started = time.monotonic()
+        up = subprocess.run([str(CBM), "services", "up", "--json"], env=env,
+                            capture_output=True, text=True, timeout=600)
+        up_s = time.monotonic() - started
+        try:
+            assert up.returncode == 0, f"cycle {cycle}: {up.stderr}"
+            rows = {row["service"]: row for row in json.loads(up.stdout)}
+            assert {name: row["state"] for name, row in rows.items()} == {
+                "database": "running", "s3": "running", "stac": "running"}
+            stac = f"http://127.0.0.1:{ports['DASK_CBM__STAC__PORT']}"
+            assert rows["stac"]["address"] == stac
+            assert requests.get(f"{stac}/_mgmt/ping", timeout=10).json()
+            assert processes_of(home)
+        finally:
+            started = time.monotonic()
+            down = subprocess.run([str(CBM), "services", "down"], env=env,
+                                  capture_output=True, text=True, timeout=600)
+            down_s = time.monotonic() - started
+        assert down.returncode == 0, f"cycle {cycle}: {down.stderr}"
+        assert down.stdout.split("\n")[:3] == ["stac: stopped", "s3: stopped",
+                                               "database: stopped"]
+        assert processes_of(home) == [], f"cycle {cycle}"
+        timings.append((up_s, down_s))
+    ups, downs = zip(*timings, strict=True)
+    print(f"\n20 cycles: up {sum(ups) / 20:.1f} s (max {max(ups):.1f}), "
+          f"down {sum(downs) / 20:.1f} s (max {max(downs):.1f}) on average")

@@ -3,8 +3,9 @@
 Each service is described by a :class:`ServiceSpec`: a name, the import path of
 a factory that returns an object with ``up()``, ``down()`` and ``status()`` (the
 :class:`Service` protocol) and the services it needs running first.  Services
-start in registry order (dependencies first) and stop in reverse order.  Adding
-a service is one entry in :data:`BUILTIN` (or a call to :func:`register`), e.g.::
+start after the services they require (independent ones at the same time) and stop
+before them.  Adding a service is one entry in :data:`BUILTIN` (or a call to
+:func:`register`), e.g.::
 
     ServiceSpec("api", "cbm_dask.services.api:ApiService", requires=("database",),
                 description="REST API")
@@ -17,8 +18,9 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Literal, Protocol, TypeAlias, cast, runtime_checkable
+from typing import Literal, Protocol, TypeAlias, TypeVar, cast, runtime_checkable
 
 from cbm_dask.errors import ConfigError
 
@@ -36,6 +38,8 @@ __all__ = [
     "status",
     "up",
 ]
+
+T = TypeVar("T")
 
 ServiceState: TypeAlias = Literal["running", "stopped", "external"]
 """``running``/``stopped`` for embedded services; ``external`` when configured elsewhere."""
@@ -170,14 +174,48 @@ def resolve(selected: Iterable[str] | None = None, *, with_requirements: bool = 
     return [name for name in _REGISTRY if name in chosen]
 
 
+def _in_waves(order: list[str], after: Callable[[str], Iterable[str]],
+              action: Callable[[str], T]) -> dict[str, T]:
+    """Run ``action`` on every name, each once all names ``after(name)`` are done.
+
+    Names whose predecessors are done run together in threads (the services
+    mostly wait for a server to answer); the first error, in ``order``, is
+    raised once the running wave has finished.
+    """
+    done: dict[str, T] = {}
+    with ThreadPoolExecutor(max_workers=max(1, len(order)),
+                            thread_name_prefix="cbm-services") as pool:
+        while len(done) < len(order):
+            wave = [n for n in order if n not in done
+                    and all(m in done for m in after(n) if m in order)]
+            if not wave:
+                raise ConfigError(
+                    f"the services {', '.join(n for n in order if n not in done)} require "
+                    "each other in a circle; fix the requires of their ServiceSpec"
+                )
+            futures = {name: pool.submit(action, name) for name in wave}
+            errors = [f.exception() for f in futures.values()]
+            first = next((e for e in errors if e is not None), None)
+            if first is not None:
+                raise first
+            done.update({name: f.result() for name, f in futures.items()})
+    return done
+
+
 def up(selected: Iterable[str] | None = None) -> list[ServiceStatus]:
-    """Start the selected services and those they require, in order."""
-    return [get_service(name).up() for name in resolve(selected, with_requirements=True)]
+    """Start the selected services and those they require; independent ones together."""
+    order = resolve(selected, with_requirements=True)
+    started = _in_waves(order, lambda name: _spec(name).requires,
+                        lambda name: get_service(name).up())
+    return [started[name] for name in order]
 
 
 def down(selected: Iterable[str] | None = None) -> list[tuple[str, bool]]:
-    """Stop the selected services in reverse order; return (name, was running) pairs."""
-    return [(name, get_service(name).down()) for name in reversed(resolve(selected))]
+    """Stop the selected services, each after those that need it; return (name, was running)."""
+    order = resolve(selected)
+    stopped = _in_waves(order, lambda name: [m for m in order if name in _spec(m).requires],
+                        lambda name: get_service(name).down())
+    return [(name, stopped[name]) for name in reversed(order)]
 
 
 def status(selected: Iterable[str] | None = None) -> list[ServiceStatus]:

@@ -37,11 +37,12 @@ from urllib.parse import urlparse
 from cbm_dask import config
 from cbm_dask.errors import ConfigError, ServiceError
 from cbm_dask.services._process import (
-    port_in_use,
+    ensure_port_free,
     read_pid,
     spawn_daemon,
     stop_recorded,
     wait_until,
+    warn_if_ephemeral,
 )
 from cbm_dask.services.registry import ServiceStatus
 
@@ -62,6 +63,8 @@ _INTERNAL_PORTS = ("master", "master-grpc", "volume", "volume-grpc", "filer", "f
 # weed's admin server also listens on admin + 10000 for gRPC, and its maintenance
 # worker always dials that port, so it is derived rather than configured.
 _ADMIN_GRPC_OFFSET = 10000
+# How weed reports a port it could not bind (its own pre-check, or bind itself).
+_PORT_CLASH = ("Port allocation failed", "address already in use")
 # Unix socket paths are limited to 107 bytes on Linux.
 _MAX_SOCKET_PATH = 100
 
@@ -467,6 +470,8 @@ class SeaweedService:
             "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
             f"-master.port={ports['master']}", f"-master.port.grpc={ports['master-grpc']}",
             f"-volume.port={ports['volume']}", f"-volume.port.grpc={ports['volume-grpc']}",
+            # One master, nobody to re-route: no pause between last heartbeat and stop.
+            "-volume.preStopSeconds=0",
             f"-filer.port={ports['filer']}", f"-filer.port.grpc={ports['filer-grpc']}",
             f"-s3.port={ports['s3']}", f"-s3.port.grpc={ports['s3-grpc']}",
             "-s3.port.iceberg=0", "-s3.port.lance=0",
@@ -499,27 +504,33 @@ class SeaweedService:
         ensure_bucket(settings)
         return self.status()
 
-    def _start(self) -> None:
+    def port_settings(self) -> dict[str, int]:
+        """Every listening port by the setting that chooses it (``cbm.s3.ports.admin`` ...).
+
+        The admin gRPC port appears as ``cbm.s3.ports.admin + 10000``.
+        """
+        settings = {}
         for component, port in self.all_ports().items():
-            if port_in_use(port):
-                key = "cbm.s3.port" if component == "s3" else f"cbm.s3.ports.{component}"
-                if component == "admin-grpc":
-                    key = "cbm.s3.ports.admin (admin-grpc is admin + 10000)"
-                raise ServiceError(
-                    f"port {port} on 127.0.0.1 ({component} of the embedded S3 store) is taken "
-                    f"by another program; choose another with {key}"
-                )
+            key = "cbm.s3.port" if component == "s3" else f"cbm.s3.ports.{component}"
+            if component == "admin-grpc":
+                key = f"cbm.s3.ports.admin + {_ADMIN_GRPC_OFFSET}"
+            settings[key] = port
+        return settings
+
+    def _check_ports(self) -> None:
+        for key, port in self.port_settings().items():
+            component = next(c for c, p in self.all_ports().items() if p == port)
+            ensure_port_free(port, what=f"{component} of the embedded S3 store",
+                             setting=key.split(" + ")[0])
+
+    def _start(self) -> None:
+        warn_if_ephemeral(self.port_settings())
+        self._check_ports()
         weed = find_weed()
         identity = embedded_identity(create=True)
         for directory in (self.root, self.data_dir, self.root / "log", self.run_dir):
             directory.mkdir(parents=True, exist_ok=True)
         self.root.chmod(0o700)
-        started = time.monotonic()
-        pid = spawn_daemon(
-            self.command(weed, identity["admin_password"]),
-            log_file=self.log_file, pid_file=self.pid_file, cwd=self.root,
-        )
-        log.info("started SeaweedFS (pid %d) on %s", pid, self.address)
         settings = S3Settings.from_config()
         client = s3_client(settings, connect_timeout=1, retries=1)
 
@@ -530,9 +541,32 @@ class SeaweedService:
                 return False
             return True
 
-        wait_until(signed_request_works, pid=pid,
-                   timeout=float(config.get("s3.start-timeout")),
-                   what=f"SeaweedFS on {self.address}", log_file=self.log_file)
+        # weed binds its ports one component after another, and its components
+        # connect to each other meanwhile: with ports inside the kernel's ephemeral
+        # range one of those connections can be given a port not yet bound.  Such a
+        # clash is gone on the next try; a port really taken fails the check again.
+        attempts = 3
+        for attempt in range(1, attempts + 1):
+            started = time.monotonic()
+            pid = spawn_daemon(
+                self.command(weed, identity["admin_password"]),
+                log_file=self.log_file, pid_file=self.pid_file, cwd=self.root,
+            )
+            log.info("started SeaweedFS (pid %d) on %s", pid, self.address)
+            try:
+                wait_until(signed_request_works, pid=pid,
+                           timeout=float(config.get("s3.start-timeout")),
+                           what=f"SeaweedFS on {self.address}", log_file=self.log_file)
+            except ServiceError as exc:
+                if attempt == attempts or not any(sign in str(exc) for sign in _PORT_CLASH):
+                    raise
+                log.warning("SeaweedFS could not bind a port (try %d of %d): %s",
+                            attempt, attempts, exc)
+                stop_recorded(read_pid(self.pid_file, str(self.data_dir)), self.pid_file,
+                              timeout=5, what="SeaweedFS")
+                self._check_ports()
+                continue
+            break
         log.info("SeaweedFS answers signed requests after %.1f s", time.monotonic() - started)
 
     def down(self) -> bool:

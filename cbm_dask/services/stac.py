@@ -31,13 +31,15 @@ from sqlalchemy.engine import make_url
 
 from cbm_dask import config
 from cbm_dask._version import __version__
-from cbm_dask.errors import DatabaseError, ServiceError
+from cbm_dask.errors import DatabaseError
 from cbm_dask.services._process import (
-    port_in_use,
+    bind_listener,
+    ensure_port_free,
     read_pid,
     spawn_daemon,
     stop_recorded,
     wait_until,
+    warn_if_ephemeral,
 )
 from cbm_dask.services.registry import ServiceStatus
 
@@ -233,11 +235,19 @@ class StacService:
         })
         return env
 
-    def command(self) -> list[str]:
-        """Return the uvicorn command line (127.0.0.1 only)."""
+    def command(self, fd: int | None = None) -> list[str]:
+        """Return the uvicorn command line (127.0.0.1 only).
+
+        Parameters
+        ----------
+        fd
+            A listening socket the server inherits (see :meth:`up`); None: uvicorn
+            binds 127.0.0.1:``port`` itself.
+        """
+        where = (["--fd", str(fd)] if fd is not None
+                 else ["--host", "127.0.0.1", "--port", str(self.port)])
         return [
-            sys.executable, "-m", "uvicorn", _APP, "--factory",
-            "--host", "127.0.0.1", "--port", str(self.port),
+            sys.executable, "-m", "uvicorn", _APP, "--factory", *where,
             "--log-level", "warning", "--no-access-log",
             "--timeout-graceful-shutdown", "5",
         ]
@@ -264,18 +274,24 @@ class StacService:
             return self.status()
         if self.pid() is not None:
             return self.status()
-        if port_in_use(self.port):
-            raise ServiceError(
-                f"port {self.port} on 127.0.0.1 (STAC API) is taken by another program; "
-                "choose another with cbm.stac.port"
-            )
+        warn_if_ephemeral({"cbm.stac.port": self.port})
+        # Fail before the migration when the port is taken.
+        ensure_port_free(self.port, what="STAC API", setting="cbm.stac.port")
         ensure_pgstac_database()
         dsn = pgstac_dsn()
         migrate_pgstac(dsn)
         self.root.mkdir(parents=True, exist_ok=True)
         started = time.monotonic()
-        pid = spawn_daemon(self.command(), log_file=self.log_file, pid_file=self.pid_file,
-                           cwd=self.root, env=self.environment(dsn))
+        # The server inherits the socket bound here: nothing can take the port
+        # between this check and the server listening (its own DB connections,
+        # opened before uvicorn binds, could otherwise be given it as source port).
+        listener = bind_listener(self.port, what="STAC API", setting="cbm.stac.port")
+        try:
+            pid = spawn_daemon(self.command(listener.fileno()), log_file=self.log_file,
+                               pid_file=self.pid_file, cwd=self.root,
+                               env=self.environment(dsn), pass_fds=(listener.fileno(),))
+        finally:
+            listener.close()
         log.info("started the STAC API (pid %d) on %s", pid, self.address)
         wait_until(self._pings, pid=pid, timeout=float(config.get("stac.start-timeout")),
                    what=f"the STAC API on {self.address}", log_file=self.log_file)
