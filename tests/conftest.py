@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
 import socket
@@ -20,10 +21,23 @@ LPIS = REAL_DATA / "lpis"
 
 
 def free_port() -> int:
-    """Return a TCP port on 127.0.0.1 that is free right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """Return a TCP port on 127.0.0.1, below the kernel's ephemeral range, free right now.
+
+    A port inside the range (what binding port 0 gives) can be taken at any moment
+    as the source port of an outgoing connection, and a server then fails to start.
+    """
+    from cbm_dask.services._process import ephemeral_port_range
+
+    low = ephemeral_port_range()[0]
+    for _ in range(500):
+        port = random.randrange(10000, low)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port below the ephemeral range")
 
 
 def stop_pid(pid: int, sig: int = signal.SIGINT, timeout: float = 30) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import stat
 import subprocess
 import sys
@@ -166,6 +167,27 @@ def test_unreachable_database_says_how_to_fix(monkeypatch: pytest.MonkeyPatch) -
     assert result.exit_code == 1
     assert "cannot connect to" in result.output
     assert "x@" not in result.output  # the password is never shown
+
+
+def test_a_taken_database_port_names_its_owner_and_the_setting(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tests.conftest import free_port
+
+    home = Path(tempfile.mkdtemp(prefix="cbm-"))
+    monkeypatch.setenv("CBM_HOME", str(home))
+    import dask.config
+
+    port = free_port()
+    with socket.socket() as holder, dask.config.set({"cbm.database.port": port}):
+        holder.bind(("127.0.0.1", port))
+        holder.listen()
+        with pytest.raises(DatabaseError) as raised:
+            EmbeddedCluster.from_config().up()
+    message = str(raised.value)
+    assert f"port {port} on 127.0.0.1 (database) is taken: pid {os.getpid()}" in message
+    assert "cbm.database.port (env DASK_CBM__DATABASE__PORT)" in message
+    shutil.rmtree(home, ignore_errors=True)
 
 
 def test_embedded_cluster_life_cycle(monkeypatch: pytest.MonkeyPatch) -> None:

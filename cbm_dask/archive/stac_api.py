@@ -53,7 +53,7 @@ class StacTransactions:
     Parameters
     ----------
     base_url
-        Landing page URL (``http://127.0.0.1:58082``).
+        Landing page URL (``http://127.0.0.1:28082``).
     timeout
         Seconds to wait for each response.
     """

@@ -9,18 +9,26 @@ import dask.config
 
 from cbm_dask import config
 from cbm_dask._version import __version__
-from cbm_dask.cli.archive import archive
-from cbm_dask.cli.catalog import catalog
-from cbm_dask.cli.db import db
-from cbm_dask.cli.demo import demo
-from cbm_dask.cli.extract import extract_command, series, update
 from cbm_dask.cli.options import CbmGroup
-from cbm_dask.cli.parcels import datasets, parcels
-from cbm_dask.cli.services import services
-from cbm_dask.cli.world import world
+
+# Imported on first use: a command pays only for its own imports.
+COMMANDS = {
+    "db": "cbm_dask.cli.db:db",
+    "parcels": "cbm_dask.cli.parcels:parcels",
+    "datasets": "cbm_dask.cli.parcels:datasets",
+    "world": "cbm_dask.cli.world:world",
+    "demo": "cbm_dask.cli.demo:demo",
+    "catalog": "cbm_dask.cli.catalog:catalog",
+    "services": "cbm_dask.cli.services:services",
+    "archive": "cbm_dask.cli.archive:archive",
+    "extract": "cbm_dask.cli.extract:extract_command",
+    "update": "cbm_dask.cli.extract:update",
+    "series": "cbm_dask.cli.extract:series",
+}
 
 
-@click.group(cls=CbmGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=CbmGroup, lazy=COMMANDS,
+             context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
 @click.option("-q", "--quiet", is_flag=True, help="Only errors.")
 @click.version_option(__version__, "--version", prog_name="cbm")
@@ -41,15 +49,3 @@ def cli(verbose: int, quiet: bool) -> None:
         for name in ("distributed", "dask"):
             logging.getLogger(name).setLevel(quiet_level.upper())
 
-
-cli.add_command(db)
-cli.add_command(parcels)
-cli.add_command(datasets)
-cli.add_command(world)
-cli.add_command(demo)
-cli.add_command(catalog)
-cli.add_command(services)
-cli.add_command(archive)
-cli.add_command(extract_command)
-cli.add_command(update)
-cli.add_command(series)

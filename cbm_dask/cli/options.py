@@ -8,7 +8,6 @@ import sys
 from typing import Any
 
 import click
-import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
@@ -26,7 +25,28 @@ dataset_opt = click.option(
 
 
 class CbmGroup(click.Group):
-    """A click group that turns cbm errors into one readable line and exit status 1."""
+    """A click group that turns cbm errors into one readable line and exit status 1.
+
+    ``lazy`` maps command names to ``"module:attribute"``: those commands are
+    imported when used, so that a command does not pay for the others' imports.
+    """
+
+    def __init__(self, *args: Any, lazy: dict[str, str] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy = dict(lazy or {})
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        """Names of the group's commands, loaded or not."""
+        return sorted({*super().list_commands(ctx), *self.lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        """Return a command, importing it on first use."""
+        if cmd_name in self.lazy and cmd_name not in self.commands:
+            import importlib
+
+            module, attribute = self.lazy[cmd_name].split(":")
+            self.add_command(getattr(importlib.import_module(module), attribute), cmd_name)
+        return super().get_command(ctx, cmd_name)
 
     def invoke(self, ctx: click.Context) -> Any:
         """Invoke the command, reporting cbm errors as a one-line message."""
@@ -43,9 +63,17 @@ def print_json(value: Any) -> None:
 
 
 def _cell(value: Any) -> str:
-    if value is None or (not isinstance(value, list | dict) and pd.isna(value)):
+    # NaN and pandas' NA/NaT are the values that differ from themselves (or say so)
+    if value is None or (not isinstance(value, list | dict | str) and _missing(value)):
         return ""
     return str(value)
+
+
+def _missing(value: Any) -> bool:
+    try:
+        return bool(value != value)
+    except TypeError:  # pandas.NA refuses to be a bool: it is missing
+        return True
 
 
 def print_table(title: str, rows: list[dict[str, Any]], columns: list[str] | None = None) -> None:

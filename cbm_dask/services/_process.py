@@ -160,7 +160,7 @@ def warn_if_ephemeral(ports: Mapping[str, int]) -> list[str]:
     Parameters
     ----------
     ports
-        Port by setting name (``{"cbm.stac.port": 58082}``).
+        Port by setting name (``{"cbm.stac.port": 28082}``).
 
     Returns
     -------

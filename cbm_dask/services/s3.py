@@ -81,7 +81,7 @@ class S3Settings:
     Attributes
     ----------
     endpoint
-        ``host[:port]`` of the S3 API, without scheme (``127.0.0.1:58333``,
+        ``host[:port]`` of the S3 API, without scheme (``127.0.0.1:28333``,
         ``eodata.dataspace.copernicus.eu``).
     region
         Signing region (SeaweedFS and MinIO accept any).
@@ -114,7 +114,7 @@ class S3Settings:
 
     @property
     def endpoint_url(self) -> str:
-        """The endpoint as a URL (``http://127.0.0.1:58333``)."""
+        """The endpoint as a URL (``http://127.0.0.1:28333``)."""
         return f"{'https' if self.https else 'http'}://{self.endpoint}"
 
     def object_url(self, key: str, bucket: str | None = None) -> str:
