@@ -5,13 +5,17 @@ work — one image for one dataset — from the database queue, oldest image fir
 and submits one Dask task per unit.  Each task loads its image as a cube on the
 image's native grids, rasterises the dataset's parcels once per grid (cached in
 the worker), reduces every band, counts SCL classes, and writes everything in
-one transaction (:func:`cbm_dask.store.signatures.write_image_result`).  Any
+one transaction (:func:`cbm_dask.store.queue.write_image_result`).  Any
 number of drivers on any number of machines can work on the same database.
 
-Failure model: a worker that dies mid-task has its task re-run elsewhere by the
-Dask scheduler (the write is idempotent); a driver that dies loses its database
-session, which releases its claims, and the next run picks them up; an image
-that cannot be read is marked ``failed`` with the reason and the run goes on.
+Failure model (docs/decisions/0006-extraction-queue.md): every write and failure
+mark is fenced by the attempt number the unit was claimed with, so a late task
+of a dead driver changes nothing; a unit whose task kills workers is tried again
+as a new attempt, and marked ``failed`` after ``cbm.extract.max-attempts``; a
+driver that dies loses its database session, which releases its claims, and the
+next run picks them up; a lost queue connection is reopened and the claims
+re-taken; an image that cannot be read is marked ``failed`` with the reason and
+the run goes on.  All SQL lives in :mod:`cbm_dask.store.queue`.
 """
 
 from __future__ import annotations
@@ -28,20 +32,22 @@ import dask
 import geopandas as gpd
 import numpy as np
 import pandas as pd
-import sqlalchemy as sa
 
 from cbm_dask import config
 from cbm_dask.errors import InputError
-from cbm_dask.store.engine import database_url, get_engine
-from cbm_dask.store.signatures import (
-    STATISTICS,
+from cbm_dask.store.engine import database_url
+from cbm_dask.store.queue import (
     ExtractionQueue,
     Unit,
-    ensure_pending,
+    dataset_ids,
+    dataset_parcels,
     mark_failed,
+    max_attempts,
+    queue_images,
     reset_failed,
     write_image_result,
 )
+from cbm_dask.store.signatures import STATISTICS
 
 __all__ = [
     "ExtractionReport",
@@ -67,12 +73,17 @@ def signature_band(name: str) -> str:
 
 @dataclass(frozen=True)
 class UnitResult:
-    """Outcome of one unit of work."""
+    """Outcome of one unit of work.
+
+    ``superseded`` is true when the result or failure was not recorded because
+    the unit had been claimed again (or finished) by another attempt.
+    """
 
     unit: Unit
     rows: int
     seconds: float
     error: str | None = None
+    superseded: bool = False
 
 
 @dataclass(frozen=True)
@@ -85,6 +96,7 @@ class ExtractionReport:
     rows: int
     seconds: float
     failures: tuple[tuple[str, str], ...] = field(default=())
+    superseded: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         """Return a JSON-ready summary."""
@@ -92,6 +104,7 @@ class ExtractionReport:
             "datasets": list(self.datasets), "extracted": self.extracted, "failed": self.failed,
             "rows": self.rows, "seconds": round(self.seconds, 2),
             "failures": [{"item_id": i, "error": e} for i, e in self.failures],
+            "superseded": self.superseded,
         }
 
 
@@ -125,30 +138,131 @@ def _unpack_parcels(blob: bytes) -> gpd.GeoDataFrame:
     return gpd.read_parquet(io.BytesIO(blob))
 
 
+def _parcels_area(blob: bytes) -> Any:
+    """Return the packed parcels' bounding box (odc-geo Geometry) from the GeoParquet footer.
+
+    Cutting the cube needs only the extent: decoding every geometry for it costs
+    more than reading the footer.  Falls back to the parcels when the footer has no
+    bounding box (or no parcel).
+    """
+    import io
+    import json
+
+    import pyarrow.parquet as pq
+    from odc.geo.geom import box
+    from pyproj import CRS
+
+    meta = pq.read_metadata(io.BytesIO(blob))
+    geo = json.loads((meta.metadata or {}).get(b"geo", b"{}"))
+    column = geo.get("columns", {}).get(geo.get("primary_column"), {})
+    bbox, crs = column.get("bbox"), column.get("crs")
+    if meta.num_rows == 0 or not bbox or len(bbox) != 4 or not crs or np.isnan(bbox).any():
+        return _unpack_parcels(blob)
+    west, south, east, north = (float(v) for v in bbox)
+    return box(west, south, east, north,
+               CRS.from_json_dict(crs) if isinstance(crs, dict) else CRS(crs))
+
+
+class _Stages:
+    """Seconds spent per stage of one unit: logged, and read by the extraction benchmark."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - started
+
+    def __str__(self) -> str:
+        return ", ".join(f"{name} {value:.2f} s" for name, value in self.seconds.items())
+
+
+def _materialise(group: Any) -> Any:
+    """Compute a lazy cube group into memory in one graph.
+
+    Unlike ``Dataset.compute``, a single-chunk band is not copied once more after
+    it is computed (Dask's safety copy costs a pass over every band); shared inputs
+    (the SCL read for the mask of every band) are read once.
+    """
+    import dask.array as da
+
+    names = [name for name in group.data_vars if isinstance(group[name].data, da.Array)]
+    if not names:
+        return group
+    arrays = dask.optimize(*[group[name].data for name in names])
+    blocks = dask.compute(*[array.to_delayed(optimize_graph=False).tolist()
+                            for array in arrays])
+    data = {}
+    for name in group.data_vars:
+        if name not in names:
+            data[name] = group[name].values
+            continue
+        nested = blocks[names.index(name)]
+        single = nested
+        while isinstance(single, list) and len(single) == 1:
+            single = single[0]
+        data[name] = single if isinstance(single, np.ndarray) else np.block(nested)
+    return group.copy(data=data)
+
+
 def _reduce_group(group: Any, parcels_blob: bytes, key: tuple[Any, ...], buffer: float,
+                  stages: _Stages | None = None,
                   ) -> tuple[list[pd.DataFrame], pd.DataFrame | None]:
     from cbm_dask.reduce import grid_of, scl_histogram, zonal_stats
 
+    stage = stages if stages is not None else _Stages()
     grid = grid_of(group)
     grid_key = (*key, tuple(grid.transform), grid.shape, str(grid.crs))
-    labels = _labels(grid_key, parcels_blob, grid, buffer)
+    with stage("labels"):
+        labels = _labels(grid_key, parcels_blob, grid, buffer)
     bands = [name for name in group.data_vars if name != "SCL"]
     frames = []
     if bands:
-        stats = zonal_stats(group[bands], labels, stats=("count", *STATISTICS))
-        frames.append(stats.drop(columns=[c for c in stats.columns if c == "time"]))
+        with stage("reduce"):
+            stats = zonal_stats(group[bands], labels, stats=("count", *STATISTICS))
+            frames.append(stats.drop(columns=[c for c in stats.columns if c == "time"]))
     histograms = None
     if "SCL" in group.data_vars:
-        long = scl_histogram(group["SCL"], labels, layout="long")
+        with stage("scl"):
+            long = scl_histogram(group["SCL"], labels, layout="long")
         if len(long):
-            # {"4": 120, "8": 3} per parcel, built as text in bulk (a json.dumps per
-            # parcel costs seconds on a tile)
-            pairs = '"' + long["class"].astype(str) + '": ' + long["count"].astype(str)
-            histograms = (
-                pairs.groupby(long["pid"], sort=False).agg(", ".join)
-                .map(lambda body: "{" + body + "}").rename("hist").reset_index()
-            )
+            # the long counts as they are: the store gathers them per parcel in bulk
+            histograms = long[["pid", "class", "count"]]
     return frames, histograms
+
+
+def _reduce_image(record: Any, parcels_blob: bytes, dataset_id: int, *, gdal_env: Any = None,
+                  buffer: float = 0.0, stages: _Stages | None = None,
+                  ) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """One image's signature rows (long frame) and SCL counts, as :func:`extract_unit` writes."""
+    from cbm_dask.load.cube import load_cube
+
+    stage = stages if stages is not None else _Stages()
+    # The task is the unit of parallelism: no nested Dask or kernel threads.
+    with dask.config.set({"scheduler": "synchronous", "cbm.reduce.threads": 1}):
+        with stage("graph"):
+            cube = load_cube([record], parcels=_parcels_area(parcels_blob), groupby="item",
+                             gdal_env=gdal_env, chunks={"time": 1, "y": 100_000, "x": 100_000})
+        frames: list[pd.DataFrame] = []
+        histograms = None
+        for group in cube.groups.values():
+            with stage("read"):
+                values = _materialise(group)
+            group_frames, group_hist = _reduce_group(values, parcels_blob, (dataset_id,),
+                                                     buffer, stage)
+            frames += group_frames
+            histograms = group_hist if group_hist is not None else histograms
+    with stage("frame"):
+        signatures = pd.concat(frames, ignore_index=True)
+        # map each distinct band once, not each row
+        codes, names = pd.factorize(signatures["band"], sort=False)
+        stored = np.array([signature_band(str(name)) for name in names], dtype=object)
+        signatures["band"] = stored[codes]
+    return signatures, histograms
 
 
 def extract_unit(
@@ -177,32 +291,28 @@ def extract_unit(
     buffer
         Inward (negative) or outward buffer of the parcels in metres.
     """
-    from cbm_dask.load.cube import load_cube
-
     started = time.perf_counter()
+    stages = _Stages()
     try:
-        parcels = _unpack_parcels(parcels_blob)
-        # The task is the unit of parallelism: no nested Dask or kernel threads.
-        with dask.config.set({"scheduler": "synchronous", "cbm.reduce.threads": 1}):
-            cube = load_cube([record], parcels=parcels, groupby="item", gdal_env=gdal_env,
-                             chunks={"time": 1, "y": 100_000, "x": 100_000})
-            frames: list[pd.DataFrame] = []
-            histograms = None
-            for group in cube.groups.values():
-                group_frames, group_hist = _reduce_group(
-                    group.compute(), parcels_blob, (unit.dataset_id,), buffer
-                )
-                frames += group_frames
-                histograms = group_hist if group_hist is not None else histograms
-        signatures = pd.concat(frames, ignore_index=True)
-        signatures["band"] = signatures["band"].astype(str).map(signature_band)
-        rows = write_image_result(unit, signatures, histograms, url=url)
-        return UnitResult(unit, rows, time.perf_counter() - started)
+        signatures, histograms = _reduce_image(record, parcels_blob, unit.dataset_id,
+                                               gdal_env=gdal_env, buffer=buffer, stages=stages)
+        with stages("write"):
+            rows = write_image_result(unit, signatures, histograms, url=url)
+        log.debug("extracted %s: %s", record.item_id, stages)
+        return UnitResult(unit, rows or 0, time.perf_counter() - started,
+                          superseded=rows is None)
     except Exception as exc:  # recorded per image; the run goes on
-        reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc) else ''}"
+        reason = _reason(exc)
         log.warning("extraction of %s failed: %s", record.item_id, reason)
-        mark_failed(unit, reason, url=url)
-        return UnitResult(unit, 0, time.perf_counter() - started, error=reason)
+        recorded = mark_failed(unit, reason, url=url)
+        return UnitResult(unit, 0, time.perf_counter() - started, error=reason,
+                          superseded=not recorded)
+
+
+def _reason(exc: BaseException) -> str:
+    """``ExceptionType: first line of the message``: the reason recorded for a failure."""
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"
 
 
 # -- the driver side -------------------------------------------------------------
@@ -215,14 +325,24 @@ def connect_cluster(cluster: str = "local", workers: int | None = None) -> Itera
     ``local`` starts a LocalCluster of ``workers`` single-threaded processes on
     127.0.0.1; ``gateway`` asks the configured dask-gateway for a cluster with
     ``workers`` workers; an address connects to a running scheduler.
+
+    The local cluster's scheduler does not re-run a task whose worker died
+    (``distributed.scheduler.allowed-failures: 0``): the driver starts a new
+    attempt of the unit instead, so worker deaths are counted per unit in the
+    database, across drivers, against ``cbm.extract.max-attempts``.  Workers get
+    one task at a time (``worker-saturation: 1.0``), so a death is charged to
+    the unit that was running only, not to one queued behind it.  Other
+    schedulers keep their own settings (each ``KilledWorker`` is one attempt).
     """
     from distributed import Client, LocalCluster
 
     if cluster == "local":
         n = workers or int(config.get("extract.workers", 2))
-        with LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                          host="127.0.0.1", dashboard_address=None,
-                          silence_logs=logging.ERROR) as local, \
+        with dask.config.set({"distributed.scheduler.allowed-failures": 0,
+                              "distributed.scheduler.worker-saturation": 1.0}), \
+                LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
+                             host="127.0.0.1", dashboard_address=None,
+                             silence_logs=logging.ERROR) as local, \
                 Client(local) as client:
             yield client
     elif cluster == "gateway":
@@ -242,42 +362,11 @@ def connect_cluster(cluster: str = "local", workers: int | None = None) -> Itera
         raise InputError(f"--cluster {cluster}: use local, gateway or tcp://HOST:PORT")
 
 
-def _dataset_ids(names: Sequence[str], url: str) -> dict[str, int]:
-    with get_engine(url).connect() as conn:
-        rows: dict[str, int] = dict(conn.execute(
-            sa.text("SELECT name, id FROM datasets WHERE name = ANY(:n)"), {"n": list(names)}
-        ).all())
-    missing = [n for n in names if n not in rows]
-    if missing:
-        raise InputError(
-            f"--dataset {', '.join(missing)}: no such dataset; see `cbm datasets list`"
-        )
-    return {n: int(rows[n]) for n in names}
-
-
-def queue_images(dataset_id: int, *, collection: str | None = None,
-                 url: str | None = None) -> int:
-    """Create pending units for catalogued images that cover the dataset's parcels."""
-    with get_engine(url).begin() as conn:
-        ids = conn.execute(sa.text(
-            "SELECT i.id FROM images i WHERE (CAST(:c AS text) IS NULL OR i.collection = :c) "
-            "AND ST_Intersects(i.footprint, (SELECT ST_SetSRID(ST_Extent(geom_4326), 4326) "
-            "FROM parcels WHERE dataset_id = :d))"), {"c": collection, "d": dataset_id}
-        ).scalars().all()
-        return ensure_pending(conn, dataset_id, ids)
-
-
 def _spatial_partitions(dataset_id: int, url: str) -> tuple[gpd.GeoDataFrame, gpd.GeoSeries]:
     """Return the dataset's parcels, spatially shuffled (dask-geopandas), and partition hulls."""
     import dask_geopandas
 
-    with get_engine(url).connect() as conn:
-        srid = conn.execute(sa.text("SELECT srid FROM datasets WHERE id = :d"),
-                            {"d": dataset_id}).scalar_one()
-        parcels = gpd.read_postgis(
-            sa.text("SELECT pid, geom FROM parcels WHERE dataset_id = :d ORDER BY pid"),
-            conn, params={"d": dataset_id}, geom_col="geom", crs=f"EPSG:{srid}",
-        ).rename_geometry("geometry")
+    parcels = dataset_parcels(dataset_id, url=url)
     size = int(config.get("extract.partition-parcels", 20_000))
     npartitions = max(1, -(-len(parcels) // size))
     shuffled = dask_geopandas.from_geopandas(parcels, npartitions=npartitions).spatial_shuffle()
@@ -314,7 +403,7 @@ def extract(
     client
         An existing ``distributed.Client`` (e.g. a notebook's gateway cluster).
     retry_failed
-        Queue images that failed before again.
+        Queue images that failed before again (at zero attempts).
     buffer
         Parcel buffer in metres (default ``cbm.extract.buffer``).
     on_progress
@@ -324,73 +413,114 @@ def extract(
     -------
     ExtractionReport
     """
-    from distributed import as_completed
-
     from cbm_dask.catalogue import read_images
-    from cbm_dask.load.gdal_env import capture_gdal_env
 
     started = time.perf_counter()
     target = url or database_url()
-    ids = _dataset_ids(datasets, target)
+    ids = dataset_ids(datasets, url=target)
     buffer = float(config.get("extract.buffer", 0.0) if buffer is None else buffer)
     for dataset_id in ids.values():
         if retry_failed:
             reset_failed(dataset_id, url=target)
         queue_images(dataset_id, collection=collection, url=target)
-    env = capture_gdal_env()
     results: list[UnitResult] = []
     name_of = {v: k for k, v in ids.items()}
 
-    def parcels_for(unit: Unit, record: Any) -> bytes:
-        frame, hulls = partitions[unit.dataset_id]
-        near = hulls.index[hulls.intersects(record.footprint)]
-        subset = frame[frame["partition"].isin(near)]
-        return _pack_parcels(subset)
-
     with ExtractionQueue(list(ids.values()), collection=collection, url=target) as queue:
+        queue.fail_exhausted()
         total = queue.remaining()
-        if total == 0:
-            return ExtractionReport(tuple(datasets), 0, 0, 0, time.perf_counter() - started)
-        partitions = {d: _spatial_partitions(d, target) for d in ids.values()}
-        with _client(client, cluster, workers) as dask_client:
-            in_flight = 2 * max(1, len(dask_client.scheduler_info().get("workers", {})) or 1)
-            pending = as_completed()
-
-            def submit(n: int) -> int:
-                units = queue.claim(n)
-                if not units:
-                    return 0
-                records = {r.image_id: r for r in read_images([u.image_id for u in units],
-                                                              url=target)}
-                for unit in units:
-                    record = records[unit.image_id]
-                    pending.add(dask_client.submit(
-                        extract_unit, unit, record, parcels_for(unit, record), url=target,
-                        gdal_env=env, buffer=buffer, pure=False,
-                        key=f"extract-{unit.dataset_id}-{unit.image_id}-{unit.attempts}",
-                    ))
-                return len(units)
-
-            submit(in_flight)
-            for future in pending:
-                result: UnitResult = future.result()
-                queue.release(result.unit)
-                results.append(result)
-                if on_progress is not None:
-                    on_progress(result, len(results), total)
-                submit(1)
+        if total:
+            with _client(client, cluster, workers) as dask_client:
+                _drive(queue, dask_client, target, buffer, read_images, results,
+                       on_progress, total)
+        exhausted = list(queue.exhausted)
     failures = tuple(
         (f"{name_of[r.unit.dataset_id]}:{r.unit.item_id}", r.error or "")
-        for r in results if r.error
-    )
+        for r in results if r.error and not r.superseded
+    ) + tuple((f"{name_of[e.dataset_id]}:{e.item_id}", e.error) for e in exhausted)
     return ExtractionReport(
         datasets=tuple(datasets),
-        extracted=sum(1 for r in results if r.error is None),
+        extracted=sum(1 for r in results if r.error is None and not r.superseded),
         failed=len(failures),
         rows=sum(r.rows for r in results),
         seconds=time.perf_counter() - started,
         failures=failures,
+        superseded=sum(1 for r in results if r.superseded),
     )
+
+
+def _drive(queue: ExtractionQueue, dask_client: Any, target: str, buffer: float,
+           read_images: Callable[..., Any], results: list[UnitResult],
+           on_progress: Callable[[UnitResult, int, int], None] | None, total: int) -> None:
+    """Keep the cluster busy with claimed units until none are left; collect results."""
+    from distributed import KilledWorker, as_completed
+
+    from cbm_dask.load.gdal_env import capture_gdal_env
+
+    env = capture_gdal_env()
+    partitions = {d: _spatial_partitions(d, target) for d in queue.dataset_ids}
+    in_flight = 2 * max(1, len(dask_client.scheduler_info().get("workers", {})) or 1)
+    pending = as_completed()
+    #: future key -> (unit as submitted, its catalogue record)
+    submitted: dict[str, tuple[Unit, Any]] = {}
+    kills: dict[tuple[int, int], int] = {}
+
+    def submit_unit(unit: Unit, record: Any) -> None:
+        frame, hulls = partitions[unit.dataset_id]
+        near = hulls.index[hulls.intersects(record.footprint)]
+        key = f"extract-{unit.dataset_id}-{unit.image_id}-{unit.attempts}"
+        submitted[key] = (unit, record)
+        pending.add(dask_client.submit(
+            extract_unit, unit, record, _pack_parcels(frame[frame["partition"].isin(near)]),
+            url=target, gdal_env=env, buffer=buffer, pure=False, key=key,
+        ))
+
+    def submit(n: int) -> None:
+        units = queue.claim(n)
+        if units:
+            records = {r.image_id: r for r in read_images([u.image_id for u in units],
+                                                          url=target)}
+            for unit in units:
+                submit_unit(unit, records[unit.image_id])
+
+    cap = max_attempts()
+    submit(in_flight)
+    for future in pending:
+        unit, record = submitted.pop(future.key)
+        # A cheap round trip per result notices a lost connection while claims can
+        # still be re-taken (the alternative is noticing at the next claim).
+        for lost in queue.check():
+            log.warning("%s: claim lost while the queue connection was down; its result "
+                        "is fenced off", lost.item_id)
+        try:
+            result: UnitResult = future.result()
+        except KilledWorker as exc:
+            key = (unit.dataset_id, unit.image_id)
+            kills[key] = kills.get(key, 0) + 1
+            note = f"killed workers {kills[key]} times"
+            if unit.attempts < cap:
+                again = queue.retry(unit, f"{note} (attempt {unit.attempts})")
+                if again is not None:
+                    log.warning("%s %s; starting attempt %d of %d", unit.item_id, note,
+                                again.attempts, cap)
+                    submit_unit(again, record)
+                    continue
+                result = UnitResult(unit, 0, 0.0, error=note, superseded=True)
+            else:
+                reason = (note + ("" if kills[key] == unit.attempts
+                                  else f" ({unit.attempts} attempts)") + f": {_reason(exc)}")
+                recorded = mark_failed(unit, reason, url=target)
+                result = UnitResult(unit, 0, 0.0, error=reason, superseded=not recorded)
+        except Exception as exc:  # a task that could not run at all: that unit only
+            reason = _reason(exc)
+            recorded = mark_failed(unit, reason, url=target)
+            result = UnitResult(unit, 0, 0.0, error=reason, superseded=not recorded)
+        # The result's unit may be an earlier attempt's (a re-run); release by key.
+        queue.release(unit)
+        results.append(result)
+        if on_progress is not None:
+            on_progress(result, len(results), total)
+        submit(1)
 
 
 @contextmanager

@@ -194,9 +194,7 @@ def s3_server(cbm_home: Path) -> Iterator[object]:
         try:
             yield S3Settings.from_config()
         finally:
-            pid = service.pid()
-            if pid is not None:
-                stop_pid(pid, signal.SIGTERM)
+            service.down()  # stops it by PID and reaps it (a zombie would look alive)
 
 
 @pytest.fixture(scope="session")
@@ -217,6 +215,4 @@ def stac_api(postgis: str, s3_server: object) -> Iterator[str]:
         try:
             yield service.address
         finally:
-            pid = service.pid()
-            if pid is not None:
-                stop_pid(pid, signal.SIGTERM)
+            service.down()

@@ -1,12 +1,14 @@
 """Batch extraction end to end: world → S3 + STAC → catalogue → Dask → signatures.
 
 Real services (PostGIS, SeaweedFS, stac-fastapi-pgstac), a real Dask cluster of
-worker processes; failures are real too: a worker process killed, the driver
-killed, a corrupt COG in the object store.
+worker processes; failures are real too: a worker process killed, an image whose
+task kills its workers, one of two concurrent drivers killed, a corrupt COG in the
+object store.  (The queue's claims and fences in detail: tests/test_queue.py.)
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -22,6 +24,7 @@ import pytest
 import rasterio
 import sqlalchemy as sa
 from click.testing import CliRunner
+from distributed.diagnostics.plugin import WorkerPlugin
 from rasterio.features import geometry_mask
 
 from cbm_dask.archive import publish
@@ -80,7 +83,8 @@ def _reset() -> None:
                                   {"n": DATASET}).scalar_one()
         conn.execute(sa.text("DELETE FROM signatures WHERE dataset_id = :d"), {"d": dataset_id})
         conn.execute(sa.text("UPDATE extractions SET status = 'pending', error = NULL, "
-                             "attempts = 0, row_count = NULL WHERE dataset_id = :d"), {"d": dataset_id})
+                             "attempts = 0, row_count = NULL WHERE dataset_id = :d"),
+                     {"d": dataset_id})
 
 
 @pytest.fixture(scope="module")
@@ -162,23 +166,111 @@ def test_a_killed_worker_loses_and_duplicates_nothing(reference) -> None:  # typ
     pd.testing.assert_frame_equal(_table(), reference)
 
 
-def test_a_killed_run_resumes(reference) -> None:  # type: ignore[no-untyped-def]
+class _PoisonImage(WorkerPlugin):  # type: ignore[misc]
+    """Every task of one image kills the worker process running it (a real crash)."""
+
+    def __init__(self, image_id: int) -> None:
+        self.image_id = image_id
+
+    def setup(self, worker: object) -> None:
+        import cbm_dask.extract as module
+
+        original, victim = module.extract_unit, self.image_id
+
+        def extract_unit(unit, *args, **kwargs):  # type: ignore[no-untyped-def]
+            if unit.image_id == victim:
+                os._exit(13)
+            return original(unit, *args, **kwargs)
+
+        module.extract_unit = extract_unit  # tasks resolve the function by name
+
+
+def _attempts() -> dict[str, int]:
+    with get_engine().connect() as conn:
+        return dict(conn.execute(sa.text(
+            "SELECT i.item_id, e.attempts FROM extractions e JOIN images i ON i.id = e.image_id "
+            "JOIN datasets d ON d.id = e.dataset_id WHERE d.name = :n"), {"n": DATASET}).all())
+
+
+def test_an_image_that_kills_workers_fails_alone(reference) -> None:  # type: ignore[no-untyped-def]
+    """KilledWorker: new attempts up to cbm.extract.max-attempts, then `failed`; the run
+    goes on, and --retry-failed starts the image over."""
+    from cbm_dask.extract import connect_cluster
+
     _reset()
-    driver = subprocess.Popen(
-        [sys.executable, "-m", "cbm_dask", "extract", "-d", DATASET, "--workers", "1"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )
-    deadline = time.monotonic() + 120
-    while _status().get("extracted", 0) < 2 and time.monotonic() < deadline:
-        time.sleep(0.2)
-    os.killpg(driver.pid, signal.SIGKILL)  # the driver and its workers, mid-run
-    driver.wait()
-    partial = _status()
-    assert 0 < partial.get("extracted", 0) < sum(partial.values())
+    victim = sorted(reference.loc[reference["band"] == "VVb", "item_id"].unique())[0]
+    with get_engine().connect() as conn:
+        image_id = conn.execute(sa.text("SELECT id FROM images WHERE item_id = :i"),
+                                {"i": victim}).scalar_one()
+    with connect_cluster("local", 2) as client:  # the cluster `cbm extract` starts
+        assert list(client.run_on_scheduler(lambda dask_scheduler: (
+            dask_scheduler.allowed_failures, dask_scheduler.WORKER_SATURATION))) == [0, 1.0]
+        client.register_plugin(_PoisonImage(int(image_id)))
+        report = extract([DATASET], client=client)
+    units = len(reference.groupby("item_id"))
+    assert report.extracted == units - 1 and report.failed == 1
+    (item, error), = report.failures
+    assert item == f"{DATASET}:{victim}"
+    assert error.startswith("killed workers 3 times: KilledWorker"), error
+    assert _status() == {"extracted": units - 1, "failed": 1}
+    assert _attempts()[victim] == 3
+    with get_engine().connect() as conn:
+        stored = conn.execute(sa.text("SELECT error FROM extractions WHERE image_id = :i"),
+                              {"i": image_id}).scalar_one()
+    assert stored == error
+    result = CliRunner().invoke(cli, ["extract", "-d", DATASET, "--retry-failed", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["extracted"] == 1
+    assert _attempts()[victim] == 1
+    pd.testing.assert_frame_equal(_table(), reference)
+
+
+def _running_of(pid: int) -> int:
+    with get_engine().connect() as conn:
+        return int(conn.execute(sa.text(
+            "SELECT count(*) FROM extractions WHERE status = 'running' AND worker LIKE :w"),
+            {"w": f"%:{pid}"}).scalar_one())
+
+
+def test_two_drivers_one_killed_then_a_rerun_leave_one_clean_run(reference) -> None:  # type: ignore[no-untyped-def]
+    """Two `cbm extract` started together; one SIGKILLed while it holds units; re-run."""
+    _reset()
+    cbm = str(Path(sys.executable).with_name("cbm"))
+    drivers = [subprocess.Popen([cbm, "extract", "-d", DATASET, "--workers", "1", "--json"],
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                start_new_session=True) for _ in range(2)]
+    victim, survivor = drivers
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not (
+                _status().get("extracted", 0) >= 1 and _running_of(victim.pid) > 0):
+            time.sleep(0.1)
+        assert _running_of(victim.pid) > 0, "the first driver never held a unit"
+        victim.kill()  # SIGKILL, the driver only: its orphaned workers may write late
+        victim.wait()
+        out, _ = survivor.communicate(timeout=180)
+        assert survivor.returncode == 0
+        summary = json.loads(out)
+        assert summary["failed"] == 0
+    finally:
+        for driver in drivers:  # the killed driver's orphaned workers, the survivor if stuck
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(driver.pid, signal.SIGKILL)
+            driver.wait()
     result = CliRunner().invoke(cli, ["extract", "-d", DATASET, "--json"])
     assert result.exit_code == 0, result.output
-    assert _status() == {"extracted": sum(partial.values())}
-    pd.testing.assert_frame_equal(_table(), reference)
+    assert _status() == {"extracted": len(reference.groupby("item_id"))}
+    table = _table()
+    assert table.groupby("item_id").size().to_dict() == \
+        reference.groupby("item_id").size().to_dict()
+    pd.testing.assert_frame_equal(table, reference)
+    with get_engine().connect() as conn:  # the status agrees with the rows
+        mismatched = conn.execute(sa.text(
+            "SELECT count(*) FROM extractions e JOIN datasets d ON d.id = e.dataset_id "
+            "WHERE d.name = :n AND e.row_count IS DISTINCT FROM (SELECT count(*) FROM "
+            "signature_bands s WHERE s.dataset_id = e.dataset_id AND s.image_id = e.image_id)"),
+            {"n": DATASET}).scalar_one()
+    assert mismatched == 0
 
 
 def test_a_corrupt_cog_fails_only_its_image(reference, s3_server: S3Settings) -> None:  # type: ignore[no-untyped-def]
