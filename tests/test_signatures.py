@@ -258,3 +258,30 @@ def test_migration_moves_band_rows_into_image_rows(fresh_db: str) -> None:
             {"d": dataset_id}).scalars().all()
     assert hist == {"4": 7, "10": 2}
     assert acquired == [dt.date(2024, 4, 28), dt.date(2024, 5, 3)]
+
+
+def test_two_writers_of_a_new_month_wait_for_one_leaf(dataset, postgis: str) -> None:  # type: ignore[no-untyped-def]
+    """The first image of a month creates its leaf; a second writer waits, then uses it."""
+    import threading
+
+    dataset_id, images, pids = dataset
+    first, second = images[1], images[2]  # both May 2024, no leaf yet
+    errors: list[BaseException] = []
+    with psycopg.connect(libpq_dsn()) as holder, holder.cursor() as cursor:
+        copy_image_rows(cursor, dataset_id, first, _signatures(pids, seed=1), replace=False)
+
+        def other() -> None:
+            try:
+                _write(dataset_id, second, _signatures(pids, seed=2))
+            except BaseException as exc:  # reported below
+                errors.append(exc)
+
+        thread = threading.Thread(target=other)
+        thread.start()
+        thread.join(timeout=2)
+        assert thread.is_alive()  # queued behind the uncommitted leaf
+    thread.join(timeout=60)
+    assert not thread.is_alive() and errors == []
+    stored = _band_rows(dataset_id)
+    assert sorted(stored["image_id"].unique()) == sorted([first, second])
+    assert len(stored) == 2 * 2 * len(pids)

@@ -249,24 +249,26 @@ def ensure_month_partition(cursor: psycopg.Cursor[Any], dataset_id: int,
     """Create the dataset's leaf for ``acquired``'s month if missing; return its name.
 
     Runs inside the writer's transaction. The leaf is created as a plain table and
-    attached (a SHARE UPDATE EXCLUSIVE lock on the dataset's table) rather than
-    created as a partition (ACCESS EXCLUSIVE), so writers of other months go on;
-    an advisory lock keyed by the leaf serialises two writers creating the same one.
+    attached rather than created as a partition (ACCESS EXCLUSIVE on the dataset's
+    table), so writers of existing months go on. Two writers of a new month queue on
+    the dataset table's SHARE UPDATE EXCLUSIVE lock (the one ATTACH needs): taking a
+    relation lock also makes the waiting one see the leaf the first one committed.
     """
     month = acquired.replace(day=1)
     following = (month + dt.timedelta(days=32)).replace(day=1)
     name = month_partition_name(dataset_id, month)
-    cursor.execute("SELECT to_regclass(%s) IS NOT NULL", (name,))
+    exists = "SELECT EXISTS (SELECT FROM pg_class WHERE oid = to_regclass(%s))"
+    cursor.execute(exists, (name,))
     row = cursor.fetchone()
     if row and row[0]:
         return name
-    cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (name,))
-    cursor.execute("SELECT to_regclass(%s) IS NOT NULL", (name,))
+    parent = sql.Identifier(f"signatures_d{int(dataset_id)}")
+    _execute(cursor, sql.SQL("LOCK TABLE {} IN SHARE UPDATE EXCLUSIVE MODE").format(parent))
+    cursor.execute(exists, (name,))
     row = cursor.fetchone()
     if row and row[0]:
         return name
     leaf = sql.Identifier(name)
-    parent = sql.Identifier(f"signatures_d{int(dataset_id)}")
     bounds = (sql.Literal(month.isoformat()), sql.Literal(following.isoformat()))
     _execute(cursor, sql.SQL(
         "CREATE TABLE {} (LIKE signatures INCLUDING DEFAULTS, "
