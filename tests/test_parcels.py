@@ -396,3 +396,129 @@ def test_migration_0003_keeps_loaded_parcels(fresh_db: str) -> None:
             "SELECT count(*) FROM parcels WHERE geom && ST_Transform("
             "ST_MakeEnvelope(4.1, 50.8, 4.4, 51.4, 4326), 31370)")).scalar_one()
     assert near == 100
+
+
+def test_batches_load_like_one_batch(fresh_db: str, tmp_path: Path) -> None:
+    """Prepared 3 rows at a time (overlapping the COPY), the load and its report are the same."""
+    import dask.config
+
+    path = _bad_file(tmp_path)
+    whole = load_parcel_file(path, "one", id_column="parcel_id", report_dir=tmp_path / "a")
+    with dask.config.set({"cbm.parcels.copy-batch-rows": 3}):
+        batched = load_parcel_file(path, "three", id_column="parcel_id",
+                                   report_dir=tmp_path / "b")
+    assert (batched.loaded, batched.repaired, batched.rejected) == (5, 1, 5)
+    assert batched.report_path is not None and whole.report_path is not None
+    pd.testing.assert_frame_equal(pd.read_csv(batched.report_path),
+                                  pd.read_csv(whole.report_path))
+    with get_engine().connect() as conn:
+        rows = conn.execute(sa.text(
+            "SELECT d.name, p.parcel_id, p.area_m2, ST_AsBinary(p.geom), p.attributes "
+            "FROM parcels p JOIN datasets d ON d.id = p.dataset_id ORDER BY p.parcel_id"
+        )).all()
+        reports = dict(conn.execute(sa.text("SELECT name, load_report FROM datasets")).all())
+    assert [r[1:] for r in rows if r[0] == "one"] == [r[1:] for r in rows if r[0] == "three"]
+    assert reports["three"] == reports["one"] == {"repaired": 1, "rejected": 5}
+
+
+def test_an_invalid_parcel_with_a_duplicated_id_is_rejected_not_repaired(
+    fresh_db: str, tmp_path: Path
+) -> None:
+    bowtie = shapely.Polygon([(0, 0), (100, 100), (100, 0), (0, 100), (0, 0)])
+    frame = gpd.GeoDataFrame(
+        {"parcel_id": ["a", "d", "d"]},
+        geometry=[shapely.box(0, 0, 10, 10), bowtie, shapely.box(200, 0, 300, 100)],
+        crs="EPSG:32631",
+    )
+    frame.to_parquet(tmp_path / "dupes.parquet")
+    result = load_parcel_file(tmp_path / "dupes.parquet", "dupes", id_column="parcel_id",
+                              report_dir=tmp_path)
+    assert (result.loaded, result.repaired, result.rejected) == (1, 0, 2)
+    assert result.report_path is not None
+    report = pd.read_csv(result.report_path)
+    assert report["reason"].tolist() == ["duplicate parcel id (2 rows)"] * 2
+
+
+def test_a_file_whose_every_repair_leaves_no_polygon_changes_nothing(
+    fresh_db: str, tmp_path: Path
+) -> None:
+    load_parcel_file(SMALL, "be")
+    flat = shapely.Polygon([(0, 0), (1, 1), (2, 2), (0, 0)])  # make_valid: a line
+    frame = gpd.GeoDataFrame({"parcel_id": ["f1", "f2"]}, geometry=[flat, flat],
+                             crs="EPSG:32631")
+    frame.to_parquet(tmp_path / "flat.parquet")
+    with pytest.raises(InputError, match="none of its features is a usable parcel"):
+        load_parcel_file(tmp_path / "flat.parquet", "be", replace=True, report_dir=tmp_path)
+    assert _dataset_names() == ["be"] and _count("be") == 100
+    report = pd.read_csv(next(tmp_path.glob("be-*.csv")))
+    assert report["reason"].tolist() == ["not a polygon (after repair)"] * 2
+
+
+def test_attribute_json_matches_a_json_encoder_on_awkward_values() -> None:
+    from cbm_dask.zones.validate import _json_attributes
+
+    frame = pd.DataFrame(
+        {
+            'na"me%s': ['plain', 'quo"te', 'back\\slash', 'new\nline', 'tab\t', None],
+            "unicode": ["Silomaïs", "Ω", "", "日本", "a/b", "x"],
+            "mixed": [1, "one", None, 2.5, True, "two"],
+            "real": [1.5, float("nan"), 0.1, 1e-7, -3.0, 2.0],
+            "count": pd.array([1, None, 3, 4, 5, 6], dtype="Int64"),
+            "flag": [True, False, True, False, True, False],
+            "day": pd.to_datetime(["2025-05-15", None, "2024-01-01", "2023-02-03",
+                                   "2022-12-31", "2021-06-30"]),
+        }
+    )
+    texts = _json_attributes(frame)
+    expected = frame.to_json(orient="records", lines=True, date_format="iso",
+                             force_ascii=False).rstrip("\n").split("\n")
+    assert [json.loads(t) for t in texts] == [json.loads(e) for e in expected]
+    assert json.loads(texts[1]) == {
+        'na"me%s': 'quo"te', "unicode": "Ω", "mixed": "one", "real": None, "count": None,
+        "flag": False, "day": None,
+    }
+
+
+def test_geoparquet_geometries_are_stored_as_read(fresh_db: str, tmp_path: Path) -> None:
+    """The file's own WKB is stored for unchanged parcels; the rest is encoded again, 2D."""
+    import dask.config
+
+    square = shapely.box(0, 0, 100, 100)
+    bowtie = shapely.Polygon([(0, 0), (100, 100), (100, 0), (0, 100), (0, 0)])
+    geoms = {
+        "poly": square,
+        "multi": shapely.MultiPolygon(
+            [shapely.box(200, 0, 300, 50), shapely.box(200, 60, 300, 90)]
+        ),
+        "bowtie": shapely.affinity.translate(bowtie, 400),
+        "collection": shapely.GeometryCollection(
+            [shapely.box(600, 0, 700, 100), shapely.LineString([(0, 0), (5, 5)])]
+        ),
+        "z": shapely.Polygon([(800, 0, 1), (900, 0, 2), (900, 100, 3), (800, 0, 1)]),
+    }
+    frame = gpd.GeoDataFrame({"parcel_id": list(geoms)}, geometry=list(geoms.values()),
+                             crs="EPSG:32631")
+    frame.to_parquet(tmp_path / "kinds.parquet")
+    with dask.config.set({"cbm.parcels.copy-batch-rows": 2}):
+        result = load_parcel_file(tmp_path / "kinds.parquet", "kinds", id_column="parcel_id",
+                                  report_dir=tmp_path)
+    assert (result.loaded, result.repaired, result.rejected) == (5, 1, 0)
+    with get_engine().connect() as conn:
+        stored = {
+            pid: (shapely.from_wkb(bytes(wkb)), srid)
+            for pid, wkb, srid in conn.execute(sa.text(
+                "SELECT parcel_id, ST_AsBinary(geom), ST_SRID(geom) FROM parcels")).all()
+        }
+    expected = {
+        "poly": shapely.MultiPolygon([square]),
+        "multi": geoms["multi"],
+        "bowtie": shapely.make_valid(geoms["bowtie"]),
+        "collection": shapely.MultiPolygon([shapely.box(600, 0, 700, 100)]),
+        "z": shapely.MultiPolygon([shapely.force_2d(geoms["z"])]),
+    }
+    assert {k: v[1] for k, v in stored.items()} == dict.fromkeys(expected, 32631)
+    for pid, geom in expected.items():
+        got = stored[pid][0]
+        assert got.geom_type == "MultiPolygon" and not got.has_z, pid
+        assert shapely.equals_exact(got, geom, tolerance=0) or got.equals(geom), pid
+    assert shapely.equals_exact(stored["poly"][0], expected["poly"], tolerance=0)

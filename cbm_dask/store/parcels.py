@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import logging
 import re
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import geopandas as gpd
+import numpy as np
 import pandas as pd
 import psycopg
+import pyarrow as pa
+import pyarrow.compute as pc
 import shapely
 import sqlalchemy as sa
 from psycopg import sql
@@ -30,8 +35,14 @@ from cbm_dask.store.partitions import (
     create_parcel_partition,
     drop_dataset_partitions,
 )
-from cbm_dask.zones import ColumnMapping, detect_columns, prepare_parcels, read_parcels
-from cbm_dask.zones.validate import PreparedParcels
+from cbm_dask.zones import ColumnMapping, detect_columns, read_parcels
+from cbm_dask.zones.validate import (
+    PreparedBatch,
+    PreparedParcels,
+    parcel_report,
+    plan_parcels,
+    prepare_batch,
+)
 
 __all__ = [
     "LoadResult",
@@ -53,30 +64,34 @@ _COPY_COLUMNS = (
 )
 # Binary COPY: a field is its type's binary receive input, so geometry takes EWKB
 # and jsonb takes version byte 1 + JSON text, both passed as raw bytes.
-_COPY_TYPES = ("int4", "text", "text", "text", "text", "text", "float8", "bytea", "bytea")
+_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)  # signature, flags, no extension
+_COPY_TRAILER = b"\xff\xff"
 _WKB_MULTIPOLYGON = b"\x01\x06\x00\x00\x00"  # little-endian WKB header of a MultiPolygon
 _EWKB_SRID_FLAG = 0x20000000
 
 
-def _ewkb(geoms: Any, srid: int) -> list[bytes]:
+def _ewkb(geoms: Any, srid: int, stored: Any = None) -> list[bytes]:
     """2D EWKB (with SRID) of MultiPolygons, from plain WKB and a shared 9-byte header.
 
     Setting the SRID on each geometry to let GEOS write EWKB copies every geometry;
-    the header is the same for all of them, so it is spliced in instead.
+    the header is the same for all of them, so it is spliced in instead.  Where
+    ``stored`` holds the file's own little-endian 2D WKB of a geometry (see
+    :class:`~cbm_dask.zones.validate.PreparedBatch`) it is used as is, a Polygon
+    becoming a MultiPolygon of one part by its 4-byte part count.
     """
     header = b"\x01" + (6 | _EWKB_SRID_FLAG).to_bytes(4, "little") + srid.to_bytes(4, "little")
-    # prepare_parcels makes every geometry a MultiPolygon, so each WKB starts with
-    # _WKB_MULTIPOLYGON; 2D because the column is.
-    wkb = shapely.to_wkb(geoms, byte_order=1, output_dimension=2, include_srid=False)
-    return [header + w[5:] for w in wkb]
-
-
-def _jsonb(texts: Sequence[str]) -> list[bytes]:
-    """Binary jsonb input (version 1) of JSON texts, encoded as one string."""
-    if not texts:
-        return []
-    joined = "\n".join(texts).encode()
-    return (b"\x01" + joined.replace(b"\n", b"\n\x01")).split(b"\n")
+    if stored is None:
+        stored = np.full(len(geoms), None, dtype=object)
+    missing = pd.isna(stored)
+    if missing.any():
+        # prepare_batch makes every geometry a MultiPolygon, so each WKB starts with
+        # _WKB_MULTIPOLYGON; 2D because the column is.
+        stored = stored.copy()
+        stored[missing] = shapely.to_wkb(
+            geoms[missing], byte_order=1, output_dimension=2, include_srid=False
+        )
+    one_part = header + b"\x01\x00\x00\x00"
+    return [one_part + w if w[1] == 3 else header + w[5:] for w in stored]
 
 
 @dataclass(frozen=True)
@@ -142,33 +157,165 @@ def _rolled_back_on_error(dataset: str, source_file: str) -> Iterator[None]:
         ) from exc
 
 
-def _copy_parcels(
-    raw: psycopg.Connection[Any], statement: sql.Composed, parcels: gpd.GeoDataFrame,
-    dataset_id: int, srid: int,
-) -> None:
-    """COPY the parcels in chunks; the next chunk is encoded while this one is sent.
+def _length_prefixed(values: pa.Array) -> list[pa.Array]:
+    """Split a text or bytes column into binary COPY fields: big-endian length, bytes.
 
-    The queued writer sends from its own thread (waiting on the socket without the
-    GIL), so encoding here, sending and the server's parse and insert overlap.
+    NULL is the length -1 with no bytes.
     """
-    rows = max(1, int(config.get("parcels.copy-batch-rows")))
-    texts = ("parcel_id", "crop_code", "crop_name", "scheme", "practice")
-    with raw.cursor() as cursor, cursor.copy(
-        statement, writer=QueuedLibpqWriter(cursor)
-    ) as copy:
-        copy.set_types(list(_COPY_TYPES))
-        for start in range(0, len(parcels), rows):
-            chunk = parcels.iloc[start:start + rows]
-            # Plain object arrays: iterating Arrow-backed columns costs more than COPY.
-            columns = [chunk[c].to_numpy(dtype=object) for c in texts]
-            for row in zip(
-                *columns,
-                chunk["area_m2"].to_numpy().tolist(),
-                _ewkb(chunk.geometry.to_numpy(), srid),
-                _jsonb(list(chunk["attributes"])),
-                strict=True,
-            ):
-                copy.write_row((dataset_id, *row))
+    lengths = pc.fill_null(pc.binary_length(values), -1).to_numpy(zero_copy_only=False)
+    prefix = pa.FixedSizeBinaryArray.from_buffers(
+        pa.binary(4), len(values), [None, pa.py_buffer(lengths.astype(">i4").tobytes())]
+    )
+    return [prefix.cast(pa.binary()), pc.fill_null(values.cast(pa.binary()), b"")]
+
+
+def _encode(
+    parcels: gpd.GeoDataFrame, dataset_id: int, srid: int, stored: Any = None
+) -> bytes:
+    """Encode a batch as binary COPY rows (no header or trailer), in Arrow.
+
+    Every field is a length-prefixed column and the rows are one element-wise join,
+    so no Python runs per row or field.
+    """
+    if parcels.empty:
+        return b""
+    fixed = np.empty(len(parcels), dtype=[("length", ">i4"), ("area", ">f8")])
+    fixed["length"], fixed["area"] = 8, parcels["area_m2"].to_numpy(dtype=np.float64)
+    area = pa.FixedSizeBinaryArray.from_buffers(
+        pa.binary(12), len(parcels), [None, pa.py_buffer(fixed.tobytes())]
+    ).cast(pa.binary())
+    parts: list[Any] = [
+        pa.scalar(len(_COPY_COLUMNS).to_bytes(2, "big") + (4).to_bytes(4, "big")
+                  + dataset_id.to_bytes(4, "big", signed=True)),
+    ]
+    for column in ("parcel_id", "crop_code", "crop_name", "scheme", "practice"):
+        parts += _length_prefixed(pa.array(parcels[column], pa.string(), from_pandas=True))
+    parts.append(area)
+    geometry = _ewkb(np.asarray(parcels.geometry.array, dtype=object), srid, stored)
+    parts += _length_prefixed(pa.array(geometry, pa.binary()))
+    # jsonb's binary input: version byte 1, then the JSON text
+    attributes = pa.array(parcels["attributes"], pa.string(), from_pandas=True)
+    parts += _length_prefixed(
+        pc.binary_join_element_wise(pa.scalar(b"\x01"), attributes.cast(pa.binary()),
+                                    pa.scalar(b""))
+    )
+    rows = pc.binary_join_element_wise(*parts, pa.scalar(b""))
+    if isinstance(rows, pa.ChunkedArray):  # from Arrow-backed pandas columns
+        rows = rows.combine_chunks()
+    offsets = np.frombuffer(rows.buffers()[1], dtype=np.int32, count=len(rows) + 1,
+                            offset=rows.offset * 4)
+    data = rows.buffers()[2]
+    if data is None:
+        return b""
+    return data.slice(int(offsets[0]), int(offsets[-1] - offsets[0])).to_pybytes()
+
+
+def _copy_parcels(
+    raw: psycopg.Connection[Any], statement: sql.Composed,
+    batches: Sequence[Callable[[], PreparedBatch]], dataset_id: int, srid: int,
+) -> int:
+    """COPY the batches' parcels; return how many were sent.
+
+    Four things overlap: a thread prepares batch k+1 (GEOS and PROJ release the
+    GIL), this thread encodes batch k (in Arrow, which releases it too), the queued
+    writer sends batch k-1 from its own thread, and the server inserts.
+    """
+    sent = 0
+    with ThreadPoolExecutor(1, thread_name_prefix="cbm-parcels") as pool, \
+            raw.cursor() as cursor, \
+            cursor.copy(statement, writer=QueuedLibpqWriter(cursor)) as copy:
+        copy.write(_COPY_HEADER)
+        upcoming = pool.submit(batches[0]) if batches else None
+        for index in range(len(batches)):
+            assert upcoming is not None
+            batch = upcoming.result()
+            upcoming = pool.submit(batches[index + 1]) if index + 1 < len(batches) else None
+            copy.write(_encode(batch.parcels, dataset_id, srid, batch.wkb))
+            sent += len(batch.parcels)
+        copy.write(_COPY_TRAILER)
+    return sent
+
+
+def _store(
+    batches: Sequence[Callable[[], PreparedBatch]],
+    *,
+    srid: int,
+    dataset: str,
+    source_file: str,
+    layer: str | None,
+    mapping: ColumnMapping,
+    aoi: str | None,
+    year: int | None,
+    replace: bool,
+    url: str | None,
+    report: Callable[[], tuple[int, int]],
+) -> tuple[int, int]:
+    """Store the batches' parcels as a new dataset in one transaction; return (id, count).
+
+    ``report`` is called once every batch is prepared and returns (repaired,
+    rejected); a load in which no parcel is left is rolled back.
+    """
+    engine = get_engine(url)
+    with _rolled_back_on_error(dataset, source_file), engine.begin() as conn:
+        existing = _dataset_row(conn, dataset)
+        if existing is not None:
+            if not replace:
+                raise DatasetExistsError(
+                    f"dataset {dataset!r} exists ({existing.parcel_count} parcels, loaded "
+                    f"{existing.created_at:%Y-%m-%d %H:%M}); pass --replace to replace it "
+                    "(its signatures, markers and decisions are deleted with it)"
+                )
+            _delete_dataset(conn, int(existing.id))
+        dataset_id = int(
+            conn.execute(
+                sa.text(
+                    "INSERT INTO datasets (name, aoi, year, srid, crs, source_file, layer, "
+                    "column_mapping) VALUES (:name, :aoi, :year, :srid, :crs, "
+                    ":source, :layer, CAST(:mapping AS jsonb)) RETURNING id"
+                ),
+                {
+                    "name": dataset,
+                    "aoi": aoi,
+                    "year": year,
+                    "srid": srid,
+                    "crs": f"EPSG:{srid}",
+                    "source": source_file,
+                    "layer": layer,
+                    "mapping": json.dumps(mapping.as_dict()),
+                },
+            ).scalar_one()
+        )
+        staging = create_parcel_partition(conn, dataset_id)
+        raw = conn.connection.driver_connection
+        assert raw is not None  # a checked-out connection always has one
+        statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT binary)").format(
+            sql.Identifier(staging), sql.SQL(", ").join(map(sql.Identifier, _COPY_COLUMNS))
+        )
+        count = _copy_parcels(raw, statement, batches, dataset_id, srid)
+        repaired, rejected = report()
+        if count == 0:
+            raise InputError(
+                f"{source_file}: none of its features is a usable parcel ({rejected} "
+                "rejected, see the load report)"
+            )
+        attach_parcel_partition(conn, dataset_id)
+        create_dataset_partitions(conn, dataset_id)
+        conn.execute(
+            sa.text(
+                "UPDATE datasets SET parcel_count = :n, load_report = CAST(:report AS jsonb) "
+                "WHERE id = :id"
+            ),
+            {"n": count, "id": dataset_id,
+             "report": json.dumps({"repaired": repaired, "rejected": rejected})},
+        )
+    return dataset_id, count
+
+
+def _slice(prepared: PreparedParcels, start: int, stop: int) -> PreparedBatch:
+    return PreparedBatch(
+        parcels=prepared.parcels.iloc[start:stop], flagged=pd.DataFrame(),
+        wkb=None if prepared.wkb is None else prepared.wkb[start:stop],
+    )
 
 
 def store_parcels(
@@ -192,54 +339,16 @@ def store_parcels(
     """
     _check_name(dataset)
     parcels = prepared.parcels
-    srid = _srid(parcels, Path(source_file))
-    engine = get_engine(url)
-    with _rolled_back_on_error(dataset, source_file), engine.begin() as conn:
-        existing = _dataset_row(conn, dataset)
-        if existing is not None:
-            if not replace:
-                raise DatasetExistsError(
-                    f"dataset {dataset!r} exists ({existing.parcel_count} parcels, loaded "
-                    f"{existing.created_at:%Y-%m-%d %H:%M}); pass --replace to replace it "
-                    "(its signatures, markers and decisions are deleted with it)"
-                )
-            _delete_dataset(conn, int(existing.id))
-        dataset_id = int(
-            conn.execute(
-                sa.text(
-                    "INSERT INTO datasets (name, aoi, year, srid, crs, source_file, layer, "
-                    "column_mapping, load_report) VALUES (:name, :aoi, :year, :srid, :crs, "
-                    ":source, :layer, CAST(:mapping AS jsonb), CAST(:report AS jsonb)) "
-                    "RETURNING id"
-                ),
-                {
-                    "name": dataset,
-                    "aoi": aoi,
-                    "year": year,
-                    "srid": srid,
-                    "crs": f"EPSG:{srid}",
-                    "source": source_file,
-                    "layer": layer,
-                    "mapping": json.dumps(mapping.as_dict()),
-                    "report": json.dumps(
-                        {"repaired": prepared.repaired, "rejected": prepared.rejected}
-                    ),
-                },
-            ).scalar_one()
-        )
-        staging = create_parcel_partition(conn, dataset_id)
-        raw = conn.connection.driver_connection
-        assert raw is not None  # a checked-out connection always has one
-        statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT binary)").format(
-            sql.Identifier(staging), sql.SQL(", ").join(map(sql.Identifier, _COPY_COLUMNS))
-        )
-        _copy_parcels(raw, statement, parcels, dataset_id, srid)
-        attach_parcel_partition(conn, dataset_id)
-        create_dataset_partitions(conn, dataset_id)
-        conn.execute(
-            sa.text("UPDATE datasets SET parcel_count = :n WHERE id = :id"),
-            {"n": len(parcels), "id": dataset_id},
-        )
+    rows = max(1, int(config.get("parcels.copy-batch-rows")))
+    batches = [
+        functools.partial(_slice, prepared, start, start + rows)
+        for start in range(0, len(parcels), rows)
+    ]
+    dataset_id, _ = _store(
+        batches, srid=_srid(parcels, Path(source_file)), dataset=dataset,
+        source_file=source_file, layer=layer, mapping=mapping, aoi=aoi, year=year,
+        replace=replace, url=url, report=lambda: (prepared.repaired, prepared.rejected),
+    )
     return dataset_id
 
 
@@ -265,12 +374,15 @@ def load_parcel_file(
 
     Repaired and rejected features are listed in a CSV report written to
     ``report_dir`` (default ``$CBM_HOME/reports``).  The load is one
-    transaction: on any error the database is left as it was.
+    transaction: on any error the database is left as it was.  Ids are checked
+    over the whole file first; geometries are then repaired and measured batch
+    by batch while the previous batch is sent.
 
     Raises
     ------
     InputError
-        Unreadable file, undecidable columns, or an existing dataset without ``replace``.
+        Unreadable file, undecidable columns, no usable parcel, or an existing
+        dataset without ``replace``.
     """
     started = time.perf_counter()
     _check_name(dataset)
@@ -283,21 +395,40 @@ def load_parcel_file(
         scheme_column=scheme_column,
         practice_column=practice_column,
     )
-    prepared = prepare_parcels(source, mapping, area_crs=str(config.get("parcels.area-crs")))
-    if prepared.parcels.empty:
+    plan = plan_parcels(source, mapping, area_crs=str(config.get("parcels.area-crs")))
+    if len(plan.candidates) == 0:
         raise InputError(
             f"{source.path}: none of its {len(source.frame)} features is a usable parcel "
-            f"(first reason: {prepared.report['reason'].iloc[0] if len(prepared.report) else '?'})"
+            f"(first reason: {plan.flagged['reason'].iloc[0] if len(plan.flagged) else '?'})"
         )
-    report_path = None
-    if len(prepared.report):
-        folder = Path(report_dir) if report_dir else config.home() / "reports"
-        folder.mkdir(parents=True, exist_ok=True)
-        stamp = dt.datetime.now().strftime("%Y%m%dT%H%M%S")
-        report_path = folder / f"{dataset}-{stamp}.csv"
-        prepared.report.to_csv(report_path, index=False)
-    dataset_id = store_parcels(
-        prepared,
+    srid = _srid(source.frame, source.path)
+    flagged: list[pd.DataFrame] = []
+
+    def batch(positions: Any) -> PreparedBatch:
+        prepared = prepare_batch(plan, positions)
+        flagged.append(prepared.flagged)
+        return prepared
+
+    rows = max(1, int(config.get("parcels.copy-batch-rows")))
+    report_path: Path | None = None
+    counts = {"repaired": 0, "rejected": 0}
+
+    def write_report() -> tuple[int, int]:
+        nonlocal report_path
+        report = parcel_report(plan, flagged)
+        counts["repaired"] = int((report["action"] == "repaired").sum())
+        counts["rejected"] = int((report["action"] == "rejected").sum())
+        if len(report):
+            folder = Path(report_dir) if report_dir else config.home() / "reports"
+            folder.mkdir(parents=True, exist_ok=True)
+            stamp = dt.datetime.now().strftime("%Y%m%dT%H%M%S")
+            report_path = folder / f"{dataset}-{stamp}.csv"
+            report.to_csv(report_path, index=False)
+        return counts["repaired"], counts["rejected"]
+
+    dataset_id, loaded = _store(
+        [functools.partial(batch, positions) for positions in plan.batches(rows)],
+        srid=srid,
         dataset=dataset,
         source_file=str(source.path),
         layer=source.layer,
@@ -306,15 +437,16 @@ def load_parcel_file(
         year=year if year is not None else _guess_year(dataset),
         replace=replace,
         url=url,
+        report=write_report,
     )
     result = LoadResult(
         dataset=dataset,
         dataset_id=dataset_id,
-        loaded=len(prepared.parcels),
-        repaired=prepared.repaired,
-        rejected=prepared.rejected,
+        loaded=loaded,
+        repaired=counts["repaired"],
+        rejected=counts["rejected"],
         mapping=mapping,
-        crs=f"EPSG:{_srid(prepared.parcels, source.path)}",
+        crs=f"EPSG:{srid}",
         report_path=report_path,
         seconds=time.perf_counter() - started,
     )

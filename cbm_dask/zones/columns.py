@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 
 from cbm_dask import config
@@ -186,8 +187,7 @@ def as_text(values: pd.Series) -> pd.Series:
         values = values.astype("Int64")
     text = values.astype("string").str.strip()
     keep = (values.notna() & text.ne("")).fillna(False).to_numpy(dtype=bool)
-    return pd.Series(
-        [t if k else None for t, k in zip(text.astype(object), keep, strict=True)],
-        index=values.index, dtype=object,
-    )
+    result = np.array(text.astype(object), dtype=object)  # missing ones set below
+    result[~keep] = None
+    return pd.Series(result, index=values.index, dtype=object)
 

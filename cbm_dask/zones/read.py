@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import geopandas as gpd
+import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pyogrio
+import shapely
 
 from cbm_dask.errors import InputError
 
@@ -21,12 +25,40 @@ _PARQUET_SUFFIXES = {".parquet", ".geoparquet", ".pq"}
 
 @dataclass(frozen=True)
 class SourceFile:
-    """What was read: the frame, its feature ids and where it came from."""
+    """What was read: the frame, its feature ids and where it came from.
+
+    ``wkb`` holds each row's geometry as it was stored (WKB bytes, aligned with
+    ``frame``) when the file stored WKB, so unchanged geometries need not be
+    encoded again; None otherwise.
+    """
 
     frame: gpd.GeoDataFrame
     feature_ids: pd.Series
     path: Path
     layer: str | None
+    wkb: np.ndarray | None = None
+
+
+def _read_geoparquet(source: Path) -> tuple[gpd.GeoDataFrame, np.ndarray | None]:
+    """Read a GeoParquet file, keeping its WKB when it has one WKB geometry column."""
+    table = pq.read_table(source)
+    try:
+        geo = json.loads((table.schema.metadata or {})[b"geo"])
+        primary = geo["primary_column"]
+        column = geo["columns"][primary]
+    except (KeyError, TypeError, ValueError):
+        return gpd.read_parquet(source), None
+    if len(geo["columns"]) != 1 or str(column.get("encoding", "")).upper() != "WKB":
+        return gpd.read_parquet(source), None
+    covering = column.get("covering", {}).get("bbox", {}).get("xmin", [None])[0]
+    attributes = table.drop_columns(
+        [c for c in (primary, covering) if c is not None and c in table.column_names]
+    ).to_pandas()
+    wkb = table.column(primary).to_numpy(zero_copy_only=False)
+    # GeoParquet: an absent crs means OGC:CRS84, an explicit null an unknown one
+    crs = column.get("crs", "OGC:CRS84")
+    geometry = gpd.GeoSeries(shapely.from_wkb(wkb), index=attributes.index, crs=crs)
+    return gpd.GeoDataFrame(attributes, geometry=geometry.rename(primary), crs=crs), wkb
 
 
 def _one_line(exc: BaseException) -> str:
@@ -67,7 +99,7 @@ def read_parcels(
         raise InputError(f"{source}: no such file; check the path")
     if source.suffix.lower() in _PARQUET_SUFFIXES:
         try:
-            frame = gpd.read_parquet(source)
+            frame, wkb = _read_geoparquet(source)
         except Exception as exc:  # pyarrow raises many types for corrupt files
             raise InputError(
                 f"{source}: not a readable GeoParquet file ({_one_line(exc)})"
@@ -98,6 +130,7 @@ def read_parcels(
             raise InputError(f"{source}: cannot be read ({_one_line(exc)})") from exc
         feature_ids = pd.Series(frame.index.to_numpy(), index=pd.RangeIndex(len(frame)))
         frame = frame.reset_index(drop=True)
+        wkb = None
     if not isinstance(frame, gpd.GeoDataFrame) or frame.geometry.name not in frame:
         raise InputError(f"{source}: has no geometry column; parcels need polygons")
     if crs is not None:
@@ -117,4 +150,4 @@ def read_parcels(
     if frame.geometry.name != "geometry":
         frame = frame.rename_geometry("geometry")
     log.info("read %d features from %s", len(frame), source)
-    return SourceFile(frame=frame, feature_ids=feature_ids, path=source, layer=chosen)
+    return SourceFile(frame=frame, feature_ids=feature_ids, path=source, layer=chosen, wkb=wkb)
