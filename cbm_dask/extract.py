@@ -369,10 +369,14 @@ def _spatial_partitions(dataset_id: int, url: str) -> tuple[gpd.GeoDataFrame, gp
     parcels = dataset_parcels(dataset_id, url=url)
     size = int(config.get("extract.partition-parcels", 20_000))
     npartitions = max(1, -(-len(parcels) // size))
-    shuffled = dask_geopandas.from_geopandas(parcels, npartitions=npartitions).spatial_shuffle()
-    frame = shuffled.compute(scheduler="synchronous")
-    part = np.repeat(np.arange(shuffled.npartitions),
-                     shuffled.map_partitions(len).compute(scheduler="synchronous").to_numpy())
+    # In this process, whatever client is active: with a distributed client dask
+    # would pick its peer-to-peer shuffle, which needs the scheduler's workers.
+    with dask.config.set({"dataframe.shuffle.method": "tasks", "scheduler": "synchronous"}):
+        shuffled = dask_geopandas.from_geopandas(parcels,
+                                                 npartitions=npartitions).spatial_shuffle()
+        frame = shuffled.compute()
+        part = np.repeat(np.arange(shuffled.npartitions),
+                         shuffled.map_partitions(len).compute().to_numpy())
     frame = frame.assign(partition=part)
     hulls = frame.dissolve("partition").convex_hull.to_crs(4326)
     return frame, hulls

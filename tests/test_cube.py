@@ -351,6 +351,42 @@ def test_scl_mask_is_exactly_the_invalid_classes(classes: tuple[int, ...] | None
                                        rtol=1e-6)
 
 
+@pytest.mark.parametrize("lazy", [False, True])
+def test_physical_values_are_those_of_the_xarray_expression_bit_for_bit(lazy: bool) -> None:
+    import dask.array as da
+    import xarray as xr
+
+    from cbm_dask.load.physical import physical_values
+
+    rng = np.random.default_rng(7)
+    dn = rng.integers(0, 12_000, (3, 70, 90)).astype("uint16")
+    dn[:, :4] = 0  # nodata
+    scl = np.repeat(rng.integers(0, 12, (3, 7, 90)), 10, axis=1).astype("uint8")
+    scale = np.array([1e-4, 1e-4, 2e-4], dtype="float32")
+    offset = np.array([-0.1, 0.0, 0.05], dtype="float32")
+    has_scl = np.array([True, False, True])
+    dims = ("time", "y", "x")
+
+    def wrap(values: np.ndarray) -> xr.DataArray:
+        data = da.from_array(values, chunks=(1, 32, 40)) if lazy else values
+        return xr.DataArray(data, dims=dims)
+
+    invalid = wrap(scl).isin(INVALID) & xr.DataArray(has_scl, dims="time")
+    expected = ((wrap(dn).astype("float32") * xr.DataArray(scale, dims="time")
+                 + xr.DataArray(offset, dims="time")).where(wrap(dn) != 0)
+                .where(~invalid)).values
+    got = physical_values(wrap(dn), scale, offset, 0.0, wrap(scl), INVALID, has_scl)
+    assert got.dtype == np.float32 and got.dims == dims
+    assert isinstance(got.data, da.Array) is lazy
+    np.testing.assert_array_equal(got.values.view("uint32"), expected.view("uint32"))
+    assert np.isnan(expected).any() and not np.isnan(expected).all()
+
+    floats = rng.random((3, 70, 90)).astype("float32")
+    floats[0, :3] = np.nan
+    plain = physical_values(wrap(floats), np.ones(3), np.zeros(3), math.nan).values
+    np.testing.assert_array_equal(plain.view("uint32"), floats.view("uint32"))
+
+
 def test_no_mask_keeps_cloudy_pixels() -> None:
     item = earth_search_item("2022-11-01", harmonised=True)
     values = load_cube([item], bands=["B04"], mask_scl=False)["B04"].values

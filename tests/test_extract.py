@@ -18,6 +18,7 @@ import sys
 import time
 from pathlib import Path
 
+import dask.config
 import numpy as np
 import pandas as pd
 import pytest
@@ -141,6 +142,15 @@ def test_values_match_the_cog_pixels(world_dataset, reference) -> None:  # type:
 def test_rerun_is_incremental(reference) -> None:  # type: ignore[no-untyped-def]
     report = extract([DATASET])
     assert report.extracted == 0 and report.failed == 0
+    pd.testing.assert_frame_equal(_table(), reference)
+
+
+def test_several_spatial_partitions_under_a_distributed_client(reference) -> None:  # type: ignore[no-untyped-def]
+    """Datasets larger than one partition are shuffled in the driver, whatever client runs."""
+    _reset()
+    with dask.config.set({"cbm.extract.partition-parcels": 6}):  # 20 parcels: 4 partitions
+        report = extract([DATASET], workers=2)
+    assert report.failed == 0, report.failures
     pd.testing.assert_frame_equal(_table(), reference)
 
 

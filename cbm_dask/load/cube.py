@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import logging
 import math
 from collections import Counter
@@ -24,6 +25,7 @@ from collections.abc import Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TypeAlias, cast, runtime_checkable
 
+import dask.array
 import numpy as np
 import odc.stac
 import pystac
@@ -41,6 +43,7 @@ from cbm_dask import config
 from cbm_dask.catalogue.normalise import AssetRecord, ImageRecord, ItemLike, normalise_item
 from cbm_dask.errors import InputError
 from cbm_dask.load.bands import Card, band_spec, resolve_requested
+from cbm_dask.load.physical import physical_values
 
 __all__ = [
     "Cube",
@@ -439,12 +442,18 @@ class _EnvRioDriver(RioDriver):
         return dict(self._env)
 
 
+@functools.lru_cache(maxsize=8)
+def _aws_session(items: tuple[tuple[str, Any], ...]) -> rasterio.session.AWSSession:
+    """One rasterio AWSSession per set of session options (a new boto3 session costs ~50 ms)."""
+    return rasterio.session.AWSSession(**dict(items))
+
+
 @contextlib.contextmanager
 def _applied(gdal_env: GdalEnvLike | None, env: Mapping[str, Any] | None) -> Iterator[None]:
     """Make the environment current in this thread (header probes, graph building)."""
     if env is not None:
         aws = env.get("_aws")
-        session = rasterio.session.AWSSession(**aws) if aws else None
+        session = _aws_session(tuple(sorted(aws.items()))) if aws else None
         opts = {k: v for k, v in env.items() if k != "_aws"}
         with rasterio.Env(session=session, **opts):
             yield
@@ -648,24 +657,46 @@ def load_cube(
     items = [_stac_item(record, per_record) for record, per_record in zip(records, sources,
                                                                             strict=True)]
     driver = _EnvRioDriver(env) if env is not None else None
-    groups: dict[float, xr.Dataset] = {}
-    for res in sorted({resolution_of[b] for b in chosen}):
-        group_bands = [b for b in chosen if resolution_of[b] == res]
+
+    def geobox_of(res: float, wanted: Sequence[str]) -> GeoBox:
         grids = [(src.transform, src.shape) for per_record in sources
                  for b, src in per_record.items()
-                 if b in group_bands and round(abs(src.transform.a), 9) == res]
-        geobox = native_geobox(grids, crs, cast(Any, area_bounds),
-                               strict=res <= 10 + 1e-6)
-        load_bands = list(group_bands)
-        if classes and "SCL" not in load_bands and any("SCL" in s for s in sources):
-            load_bands.append("SCL")
+                 if b in wanted and round(abs(src.transform.a), 9) == res]
+        return native_geobox(grids, crs, cast(Any, area_bounds), strict=res <= 10 + 1e-6)
+
+    def odc_load(load_bands: list[str], geobox: GeoBox) -> xr.Dataset:
         with _applied(gdal_env, env):
-            raw = odc.stac.load(
+            return odc.stac.load(
                 items, bands=load_bands, geobox=geobox, groupby=_by_position,
                 resampling="nearest", chunks=chunking, driver=driver,
                 use_overviews=False,  # SCL on a coarser grid: nearest of full-resolution pixels
             )
-        groups[res] = _finish(raw, records, sources, group_bands, classes, card, s1_db, res, crs)
+
+    # The SCL is read once on its own grid; the other pixel sizes take its nearest pixel.
+    scl_res = (resolution_of["SCL"] if classes and any("SCL" in s for s in sources)
+               else None)
+    resolutions = sorted({resolution_of[b] for b in chosen}, key=lambda r: (r != scl_res, r))
+    scl_native: tuple[xr.DataArray, GeoBox] | None = None
+    if scl_res is not None and scl_res not in resolutions:
+        scl_box = geobox_of(scl_res, ["SCL"])
+        scl_native = (odc_load(["SCL"], scl_box)["SCL"], scl_box)
+    groups: dict[float, xr.Dataset] = {}
+    for res in resolutions:
+        group_bands = [b for b in chosen if resolution_of[b] == res]
+        geobox = geobox_of(res, group_bands)
+        load_bands = list(group_bands)
+        if res == scl_res and "SCL" not in load_bands:
+            load_bands.append("SCL")
+        raw = odc_load(load_bands, geobox)
+        scl: xr.DataArray | None = None
+        if res == scl_res:
+            scl = raw["SCL"]
+            scl_native = (scl, geobox)
+        elif scl_native is not None:
+            scl = _nearest(scl_native[0], scl_native[1], geobox, raw[group_bands[0]])
+        groups[res] = _finish(raw, records, sources, group_bands, classes, card, s1_db, res,
+                              crs, scl)
+    groups = dict(sorted(groups.items()))
 
     if group_mode == "solar_day":
         lon = _centre_longitude(area, records)
@@ -738,17 +769,57 @@ def _centre_longitude(area: Geometry | None, records: Sequence[ImageRecord]) -> 
     return float(union.centroid.x)
 
 
+def _nearest_index(src: GeoBox, dst: GeoBox) -> tuple[np.ndarray, np.ndarray]:
+    """Rows and columns of ``src`` holding the centre of each ``dst`` pixel (-1: outside).
+
+    Nearest-neighbour resampling between north-up grids of one CRS, as GDAL's warper
+    does it: the source pixel that contains the destination pixel's centre.
+    """
+    s, d = src.affine, dst.affine
+    cols = np.floor((d.c + (np.arange(dst.shape.x) + 0.5) * d.a - s.c) / s.a).astype(np.int64)
+    rows = np.floor((d.f + (np.arange(dst.shape.y) + 0.5) * d.e - s.f) / s.e).astype(np.int64)
+    cols[(cols < 0) | (cols >= src.shape.x)] = -1
+    rows[(rows < 0) | (rows >= src.shape.y)] = -1
+    return rows, cols
+
+
+def _take_nearest(block: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """``block[:, rows][:, :, cols]`` of a whole ``(time, y, x)`` plane, 0 where outside."""
+    out = np.take(np.take(block, np.maximum(rows, 0), axis=1), np.maximum(cols, 0), axis=2)
+    out[:, rows < 0] = 0
+    out[:, :, cols < 0] = 0
+    return out
+
+
+def _nearest(scl: xr.DataArray, src: GeoBox, dst: GeoBox, like: xr.DataArray) -> xr.DataArray:
+    """Return the SCL on another pixel grid by nearest pixel, chunked like ``like``.
+
+    Cheaper than reading the SCL again through GDAL's warper for every pixel size.
+    """
+    rows, cols = _nearest_index(src, dst)
+    data: Any = scl.data
+    if isinstance(data, dask.array.Array):
+        whole = data.rechunk({1: -1, 2: -1})
+        data = whole.map_blocks(
+            functools.partial(_take_nearest, rows=rows, cols=cols), dtype=whole.dtype,
+            chunks=(whole.chunks[0], (rows.size,), (cols.size,)),
+        ).rechunk(like.data.chunks)
+    else:
+        data = _take_nearest(np.asarray(data), rows, cols)
+    return xr.DataArray(data, dims=like.dims, coords=like.coords)
+
+
 def _finish(
     raw: xr.Dataset, records: Sequence[ImageRecord], sources: Sequence[Mapping[str, _Source]],
     bands: Sequence[str], classes: tuple[int, ...], card: Card, s1_db: bool, res: float,
-    crs: str,
+    crs: str, scl: xr.DataArray | None = None,
 ) -> xr.Dataset:
-    """Convert one pixel-size group to physical values, mask it and label it (lazy)."""
-    masked = bool(classes) and "SCL" in raw.data_vars
-    invalid: xr.DataArray | None = None
-    if masked:
-        has_scl = xr.DataArray([("SCL" in s) for s in sources], dims="time")
-        invalid = raw["SCL"].isin(list(classes)) & has_scl
+    """Convert one pixel-size group to physical values, mask it and label it (lazy).
+
+    ``scl`` is the scene classification on this group's grid (None: no mask).
+    """
+    masked = bool(classes) and scl is not None
+    has_scl = np.array([("SCL" in s) for s in sources], dtype=bool)
     out = xr.Dataset(coords=raw.coords)
     for band in bands:
         spec = band_spec(band)
@@ -758,21 +829,18 @@ def _finish(
             out[band].attrs = {"nodata": 0, "units": "1", "band": band,
                                "long_name": "scene classification (SCL) class code"}
             continue
-        scale = xr.DataArray(
-            np.array([s[band].asset.scale if band in s and s[band].asset.scale is not None
-                      else 1.0 for s in sources], dtype="float32"), dims="time")
-        offset = xr.DataArray(
-            np.array([s[band].asset.offset if band in s and s[band].asset.offset is not None
-                      else 0.0 for s in sources], dtype="float32"), dims="time")
+        scale = np.array([s[band].asset.scale if band in s and s[band].asset.scale is not None
+                          else 1.0 for s in sources], dtype="float32")
+        offset = np.array([s[band].asset.offset if band in s and s[band].asset.offset is not None
+                           else 0.0 for s in sources], dtype="float32")
         nodata = next((s[band].nodata for s in sources if band in s), None)
-        valid = data.notnull() if nodata is None or math.isnan(nodata) else data != nodata
-        value = (data.astype("float32") * scale + offset).where(valid)
+        # one compiled pass: float32(dn) * scale + offset, NaN at nodata and masked classes
+        value = physical_values(data, scale, offset, nodata, scl if masked else None,
+                                classes, has_scl)
         units = _UNITS[spec.kind]
         if spec.kind == "backscatter" and s1_db:
             value = cast(xr.DataArray, 10.0 * np.log10(value.where(value > 0))).astype("float32")
             units = "dB"
-        if invalid is not None:
-            value = value.where(~invalid)
         value.attrs = {"nodata": np.float32(np.nan), "units": units, "band": band,
                        "grid_mapping": "spatial_ref"}
         out[band] = value
