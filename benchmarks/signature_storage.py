@@ -205,18 +205,18 @@ def main(argv: list[str] | None = None) -> str:
     p50, p95 = curve[-1][2], curve[-1][3]
     cache = "server restarted, " + ("OS cache dropped" if dropped else (
         f"table {(heap + indexes) / shared_buffers:.1f}x shared_buffers, OS cache warm"))
-    # Extrapolate to a country-year (300 M band-rows) along the measured curve: a
-    # least-squares line through the checkpoints, for the rate and the read latency.
-    x = np.array([c[0] for c in curve], dtype=float)
-    fit = {name: np.polyfit(x, [c[i] for c in curve], 1) if len(curve) > 1 else None
-           for i, name in ((1, "rate"), (3, "p95"))}
+    # The measured curve: seconds per band-row of every image against the band-rows
+    # stored before it (least squares), and the read latency at each checkpoint;
+    # extrapolated to a country-year (300 M band-rows) only past the measured range.
+    before = np.cumsum([0, *rows[:-1]], dtype=float)
+    cost = np.array(seconds) / np.array(rows)
+    slope, intercept = np.polyfit(before, cost, 1)
     at = 300e6
-    projected = {name: float(np.polyval(f, at)) if f is not None else float("nan")
-                 for name, f in fit.items()}
     for band_rows, rate, c50, c95 in curve:
         print(f"| {band_rows:,} | {rate:,.0f} | {c50:.1f} | {c95:.1f} |")
-    print(f"300 M band-rows: rate {projected['rate']:,.0f} rows/s, series p95 "
-          f"{projected['p95']:.1f} ms (linear fit), size {bytes_per_row * at / 2**30:.1f} GiB")
+    print(f"write cost per band-row: {intercept * 1e9:.0f} ns + {slope * 1e9 * 1e6:.3f} ns per "
+          f"1 M band-rows stored; at 300 M band-rows: {1 / (intercept + slope * at):,.0f} "
+          f"rows/s; size {bytes_per_row * at / 2**30:.1f} GiB")
     line = (
         f"| signature storage | {dt.date.today()} | {args.images} S2 images x {args.parcels:,} "
         f"parcels x {len(BANDS)} bands = {total_rows:,} band-rows, `write_image_result` per "

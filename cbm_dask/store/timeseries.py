@@ -53,10 +53,15 @@ def parcel_time_series(
             )
         stored = conn.execute(
             sa.text(
+                # The parcel's rows first (one key probe per monthly leaf), then their
+                # images: left to itself, a planner without fresh leaf statistics
+                # probes every leaf once per image.
+                "WITH s AS MATERIALIZED (SELECT image_id, count, stats, scl FROM signatures "
+                "WHERE dataset_id = :d AND pid = :pid) "
                 "SELECT i.datetime, i.collection, i.item_id, e.bands, s.count, s.stats, s.scl "
-                "FROM signatures s JOIN images i ON i.id = s.image_id "
-                "JOIN extractions e ON e.dataset_id = s.dataset_id AND e.image_id = s.image_id "
-                "WHERE s.dataset_id = :d AND s.pid = :pid ORDER BY i.datetime, i.id"
+                "FROM s JOIN images i ON i.id = s.image_id "
+                "JOIN extractions e ON e.dataset_id = :d AND e.image_id = s.image_id "
+                "ORDER BY i.datetime, i.id"
             ),
             {"d": row.dataset_id, "pid": row.pid},
         ).all()
