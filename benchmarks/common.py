@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import platform
-import socket
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,9 +27,9 @@ def machine() -> str:
 
 
 def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    from cbm_dask.services._process import free_port
+
+    return free_port()
 
 
 @contextmanager

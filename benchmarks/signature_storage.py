@@ -224,9 +224,11 @@ def main(argv: list[str] | None = None) -> str:
     at = 300e6
     for band_rows, rate, c50, c95 in curve:
         print(f"| {band_rows:,} | {rate:,.0f} | {c50:.1f} | {c95:.1f} |")
+    # A cost that does not grow with the fill (slope <= 0 within the noise) stays flat.
     print(f"write cost per band-row: {intercept * 1e9:.0f} ns + {slope * 1e9 * 1e6:.3f} ns per "
-          f"1 M band-rows stored; at 300 M band-rows: {1 / (intercept + slope * at):,.0f} "
-          f"rows/s; size {bytes_per_row * at / 2**30:.1f} GiB")
+          f"1 M band-rows stored; at 300 M band-rows: "
+          f"{1 / (intercept + max(slope, 0.0) * at):,.0f} rows/s; "
+          f"size {bytes_per_row * at / 2**30:.1f} GiB")
     line = (
         f"| signature storage | {dt.date.today()} | {args.images} S2 images x {args.parcels:,} "
         f"parcels x {len(BANDS)} bands = {total_rows:,} band-rows, `write_image_result` per "

@@ -52,6 +52,13 @@ def get(key: str, default: Any = _NO_DEFAULT) -> Any:
     try:
         return dask.config.get(f"cbm.{key}")
     except KeyError:
+        pass
+    # A dask.config.set() that added the first cbm key deletes the whole namespace
+    # on exit, shipped defaults included: merge them back (set values win).
+    dask.config.update(dask.config.config, {"cbm": defaults()["cbm"]}, priority="old")
+    try:
+        return dask.config.get(f"cbm.{key}")
+    except KeyError:
         if default is not _NO_DEFAULT:
             return default
         raise ConfigError(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import random
 import shutil
 import signal
 import socket
@@ -26,18 +25,9 @@ def free_port() -> int:
     A port inside the range (what binding port 0 gives) can be taken at any moment
     as the source port of an outgoing connection, and a server then fails to start.
     """
-    from cbm_dask.services._process import ephemeral_port_range
+    from cbm_dask.services._process import free_port as low_free_port
 
-    low = ephemeral_port_range()[0]
-    for _ in range(500):
-        port = random.randrange(10000, low)
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port below the ephemeral range")
+    return low_free_port()
 
 
 def stop_pid(pid: int, sig: int = signal.SIGINT, timeout: float = 30) -> None:

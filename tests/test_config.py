@@ -63,3 +63,22 @@ def test_importing_reads_no_configuration() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             env=env)
     assert result.stdout.strip() == "False", result.stderr
+
+
+def test_defaults_survive_a_set_that_created_the_namespace() -> None:
+    """dask.config.set() deletes a namespace it created on exit, defaults included."""
+    import dask.config
+
+    from cbm_dask import config
+
+    saved = dask.config.config.pop("cbm", None)
+    try:
+        with dask.config.set({"cbm.database.port": 1234}):
+            assert config.get("database.port") == 1234
+            assert config.get("database.name") == "cbm"
+        assert "cbm" not in dask.config.config or config.get("database.port") != 1234
+        assert config.get("database.name") == "cbm"
+        assert config.get("database.port") == config.defaults()["cbm"]["database"]["port"]
+    finally:
+        if saved is not None:
+            dask.config.config["cbm"] = saved

@@ -40,6 +40,7 @@ __all__ = [
     "bind_listener",
     "ensure_port_free",
     "ephemeral_port_range",
+    "free_port",
     "log_tail",
     "port_holders",
     "port_in_use",
@@ -139,6 +140,26 @@ def ephemeral_port_range() -> tuple[int, int]:
         return int(low), int(high)
     except (OSError, ValueError):
         return 32768, 60999
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """Return a TCP port below the kernel's ephemeral range that can be bound now.
+
+    For servers started on a port of their own (tests, benchmarks): binding port 0
+    would give a port inside the range, which an outgoing connection may take.
+    """
+    import random
+
+    low = ephemeral_port_range()[0]
+    for _ in range(500):
+        port = random.randrange(10000, low)
+        with socket.socket() as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+            return port
+    raise ServiceError(f"no free TCP port on {host} between 10000 and {low}")
 
 
 def _reserved_ports() -> set[int]:
