@@ -15,7 +15,6 @@ from cbm_dask.errors import InputError
 from cbm_dask.store import migrate
 from cbm_dask.store.engine import get_engine, libpq_dsn
 from cbm_dask.store.parcels import load_parcel_file
-from cbm_dask.store.pgcopy import BinaryColumn, binary_copy_buffer
 from cbm_dask.store.signatures import STATISTICS, copy_image_rows, image_rows
 from cbm_dask.store.timeseries import parcel_time_series
 from tests.conftest import LPIS
@@ -85,13 +84,6 @@ def _band_rows(dataset_id: int) -> pd.DataFrame:
                     "ORDER BY image_id, pid, band"),
             conn, params={"d": dataset_id},
         )
-
-
-def test_binary_copy_buffer_handles_nulls_and_text() -> None:
-    frame = pd.DataFrame({"a": [1, 2, None], "b": ["x", None, "long text"]})
-    buffer = binary_copy_buffer(frame, [BinaryColumn("a", "int4"), BinaryColumn("b", "text")])
-    assert buffer.startswith(b"PGCOPY\n\xff\r\n\x00") and buffer.endswith(b"\xff\xff")
-    assert b"long text" in buffer and buffer.count(b"\xff\xff\xff\xff") == 2  # two NULLs
 
 
 def test_image_rows_gathers_bands_and_histograms() -> None:

@@ -1,6 +1,6 @@
 """Signature rows: one row per parcel and image holding every band's statistics.
 
-Layout (decision 0006 ... see docs/decisions/0003-signature-storage.md):
+Layout (see docs/decisions/0003-signature-storage.md):
 
 * ``signatures(dataset_id, pid, image_id, acquired, count int4[], stats real[][],
   scl int4[])``: ``count[b]`` and ``stats[b][k]`` for band ``b`` of the image's
@@ -11,14 +11,14 @@ Layout (decision 0006 ... see docs/decisions/0003-signature-storage.md):
   primary key ``(pid, image_id)`` being written belongs to one month's leaf,
   small enough to stay in memory, while one parcel's series is a handful of
   index probes.
-* The JRC-compatible one-row-per-band view is ``signature_bands``.
+* The JRC-compatible one-row-per-band view is ``signature_bands``; ``scl_histograms``
+  shows the histograms as JSON.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -40,8 +40,6 @@ __all__ = [
     "image_rows",
     "month_partition_name",
 ]
-
-log = logging.getLogger(__name__)
 
 #: Statistics stored per band, in the order of the ``stats`` array's second axis.
 STATISTICS: tuple[str, ...] = ("mean", "std", "min", "max", "p25", "p50", "p75")
