@@ -522,3 +522,46 @@ def test_geoparquet_geometries_are_stored_as_read(fresh_db: str, tmp_path: Path)
         assert got.geom_type == "MultiPolygon" and not got.has_z, pid
         assert shapely.equals_exact(got, geom, tolerance=0) or got.equals(geom), pid
     assert shapely.equals_exact(stored["poly"][0], expected["poly"], tolerance=0)
+
+
+def test_deferred_geoparquet_geometries_are_decided_like_decoded_ones(tmp_path: Path) -> None:
+    """Rows left undecoded at read are exactly the plain, surely non-empty (Multi)Polygons.
+
+    The whole-file checks and the report are the same as with every geometry decoded.
+    """
+    from cbm_dask.zones import detect_columns
+    from cbm_dask.zones.read import read_parcels
+    from cbm_dask.zones.validate import parcel_report, plan_parcels, prepare_batch
+
+    wkt = shapely.from_wkt
+    geoms = [
+        shapely.box(0, 0, 10, 10), None, wkt("POLYGON EMPTY"), wkt("MULTIPOLYGON EMPTY"),
+        wkt("MULTIPOLYGON (EMPTY, ((0 0, 1 0, 1 1, 0 0)))"), wkt("POINT (1 1)"),
+        shapely.Polygon([(0, 0), (100, 100), (100, 0), (0, 100), (0, 0)]),
+        shapely.box(5, 5, 20, 20), shapely.box(1, 1, 2, 2),
+        wkt("MULTIPOLYGON (((0 0, 1 0, 1 1, 0 0)), ((5 5, 6 5, 6 6, 5 5)))"),
+        shapely.Polygon([(0, 0, 1), (9, 0, 2), (9, 9, 3), (0, 0, 1)]), shapely.box(3, 3, 4, 4),
+    ]
+    ids = ["a", "b", "c", "d", "e", "f", "g", "g", None, "k", "z", "a"]
+    path = tmp_path / "mixed.parquet"
+    gpd.GeoDataFrame({"parcel_id": ids}, geometry=geoms, crs="EPSG:32631").to_parquet(path)
+    lazy, eager = read_parcels(path, defer=True), read_parcels(path)
+    assert eager.deferred is None
+    assert lazy.deferred is not None and list(lazy.deferred) == [
+        True, False, False, False, False, False, True, True, True, True, False, True,
+    ]
+    assert shapely.to_wkb(lazy.geometries()).tolist() == shapely.to_wkb(
+        eager.geometries()).tolist()
+    reports = []
+    for source in (lazy, eager):
+        plan = plan_parcels(source, detect_columns(source.frame, id_column="parcel_id"))
+        flagged = [prepare_batch(plan, p, promote_stored=False).flagged for p in plan.batches(3)]
+        reports.append(parcel_report(plan, flagged))
+    pd.testing.assert_frame_equal(reports[0], reports[1])
+    assert list(reports[0]["parcel_id"].fillna("-")) == [
+        "a", "b", "c", "d", "f", "g", "g", "-", "a"]
+    assert list(reports[0]["action"]) == ["rejected"] * 9
+    # in a geographic CRS every geometry is decoded, as its coordinates are checked
+    degrees = shapely.transform(geoms, lambda xy: xy / 2)
+    gpd.GeoDataFrame({"parcel_id": ids}, geometry=degrees, crs="EPSG:4326").to_parquet(path)
+    assert read_parcels(path, defer=True).deferred is None

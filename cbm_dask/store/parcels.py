@@ -8,6 +8,7 @@ import json
 import logging
 import re
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -70,12 +71,12 @@ _WKB_MULTIPOLYGON = b"\x01\x06\x00\x00\x00"  # little-endian WKB header of a Mul
 _EWKB_SRID_FLAG = 0x20000000
 
 
-def _ewkb(geoms: Any, srid: int, stored: Any = None) -> list[bytes]:
+def _ewkb(geoms: Any, srid: int, stored: Any = None) -> pa.Array:
     """2D EWKB (with SRID) of MultiPolygons, from plain WKB and a shared 9-byte header.
 
     Setting the SRID on each geometry to let GEOS write EWKB copies every geometry;
-    the header is the same for all of them, so it is spliced in instead.  Where
-    ``stored`` holds the file's own little-endian 2D WKB of a geometry (see
+    the header is the same for all of them, so it is spliced in instead, in Arrow.
+    Where ``stored`` holds the file's own little-endian 2D WKB of a geometry (see
     :class:`~cbm_dask.zones.validate.PreparedBatch`) it is used as is, a Polygon
     becoming a MultiPolygon of one part by its 4-byte part count.
     """
@@ -84,14 +85,20 @@ def _ewkb(geoms: Any, srid: int, stored: Any = None) -> list[bytes]:
         stored = np.full(len(geoms), None, dtype=object)
     missing = pd.isna(stored)
     if missing.any():
-        # prepare_batch makes every geometry a MultiPolygon, so each WKB starts with
-        # _WKB_MULTIPOLYGON; 2D because the column is.
+        # prepare_batch makes every geometry without stored WKB a MultiPolygon, so
+        # each WKB written here starts with _WKB_MULTIPOLYGON; 2D because the column is.
         stored = stored.copy()
         stored[missing] = shapely.to_wkb(
             geoms[missing], byte_order=1, output_dimension=2, include_srid=False
         )
-    one_part = header + b"\x01\x00\x00\x00"
-    return [one_part + w if w[1] == 3 else header + w[5:] for w in stored]
+    wkb = pa.array(stored, pa.binary())
+    longest = int(pc.max(pc.binary_length(wkb)).as_py() or 0)  # an open end fails in Arrow
+    polygon = pc.equal(pc.binary_slice(wkb, 1, 2), pa.scalar(b"\x03", pa.binary()))
+    return pc.binary_join_element_wise(
+        pc.if_else(polygon, pa.scalar(header + b"\x01\x00\x00\x00"), pa.scalar(header)),
+        pc.if_else(polygon, wkb, pc.binary_slice(wkb, len(_WKB_MULTIPOLYGON), longest)),
+        pa.scalar(b""),
+    )
 
 
 @dataclass(frozen=True)
@@ -191,8 +198,9 @@ def _encode(
     for column in ("parcel_id", "crop_code", "crop_name", "scheme", "practice"):
         parts += _length_prefixed(pa.array(parcels[column], pa.string(), from_pandas=True))
     parts.append(area)
-    geometry = _ewkb(np.asarray(parcels.geometry.array, dtype=object), srid, stored)
-    parts += _length_prefixed(pa.array(geometry, pa.binary()))
+    parts += _length_prefixed(
+        _ewkb(np.asarray(parcels.geometry.array, dtype=object), srid, stored)
+    )
     # jsonb's binary input: version byte 1, then the JSON text
     attributes = pa.array(parcels["attributes"], pa.string(), from_pandas=True)
     parts += _length_prefixed(
@@ -216,20 +224,23 @@ def _copy_parcels(
 ) -> int:
     """COPY the batches' parcels; return how many were sent.
 
-    Four things overlap: a thread prepares batch k+1 (GEOS and PROJ release the
-    GIL), this thread encodes batch k (in Arrow, which releases it too), the queued
-    writer sends batch k-1 from its own thread, and the server inserts.
+    Four things overlap: a thread prepares batch k+1 (decoding, repairs, areas;
+    GEOS and PROJ release the GIL), or ``cbm.parcels.prepare-threads`` threads the
+    next batches, this thread encodes batch k (in Arrow, which releases it too),
+    the queued writer sends batch k-1 from its own thread, and the server inserts.
     """
     sent = 0
-    with ThreadPoolExecutor(1, thread_name_prefix="cbm-parcels") as pool, \
+    threads = max(1, int(config.get("parcels.prepare-threads")))
+    with ThreadPoolExecutor(threads, thread_name_prefix="cbm-parcels") as pool, \
             raw.cursor() as cursor, \
             cursor.copy(statement, writer=QueuedLibpqWriter(cursor)) as copy:
         copy.write(_COPY_HEADER)
-        upcoming = pool.submit(batches[0]) if batches else None
+        # one batch in preparation per thread, taken in order
+        upcoming = deque(pool.submit(b) for b in batches[:threads])
         for index in range(len(batches)):
-            assert upcoming is not None
-            batch = upcoming.result()
-            upcoming = pool.submit(batches[index + 1]) if index + 1 < len(batches) else None
+            batch = upcoming.popleft().result()
+            if index + threads < len(batches):
+                upcoming.append(pool.submit(batches[index + threads]))
             copy.write(_encode(batch.parcels, dataset_id, srid, batch.wkb))
             sent += len(batch.parcels)
         copy.write(_COPY_TRAILER)
@@ -386,7 +397,8 @@ def load_parcel_file(
     """
     started = time.perf_counter()
     _check_name(dataset)
-    source = read_parcels(path, layer=layer, encoding=encoding, crs=crs)
+    # geometries are decoded batch by batch, in the thread that prepares them
+    source = read_parcels(path, layer=layer, encoding=encoding, crs=crs, defer=True)
     mapping = detect_columns(
         source.frame,
         id_column=id_column,
@@ -405,7 +417,7 @@ def load_parcel_file(
     flagged: list[pd.DataFrame] = []
 
     def batch(positions: Any) -> PreparedBatch:
-        prepared = prepare_batch(plan, positions)
+        prepared = prepare_batch(plan, positions, promote_stored=False)
         flagged.append(prepared.flagged)
         return prepared
 

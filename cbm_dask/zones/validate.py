@@ -161,27 +161,34 @@ def _json_values(values: pd.Series) -> pa.Array:
     return pa.array(np.array([*encoded, "null"], dtype=object)[codes], pa.string())
 
 
-def _json_attributes(frame: pd.DataFrame) -> list[str]:
-    """Every original attribute of each row as a JSON object (text), one per row.
+def _json_attribute_array(frame: pd.DataFrame) -> pa.Array:
+    """Every original attribute of each row as a JSON object, as an Arrow text array.
 
     Column by column in Arrow (texts quoted, numbers and dates by pandas' C
-    encoder), then joined row-wise: no Python work per row and value.
+    encoder), then joined row-wise: no Python work per row and value.  Kept in
+    Arrow, as the COPY encoder reads it from there.
     """
     if frame.empty:
-        return []
+        return pa.array([], pa.string())
     if len(frame.columns) == 0:
-        return ["{}"] * len(frame)
+        return pa.array(["{}"] * len(frame), pa.string())
     try:
         columns = [_json_values(frame[c]) for c in frame.columns]
     except TypeError:  # unhashable cell values (lists, dicts): encode row by row
         lines = frame.to_json(orient="records", lines=True, date_format="iso",
                               force_ascii=False)
-        return lines.rstrip("\n").split("\n")
+        return pa.array(lines.rstrip("\n").split("\n"), pa.string())
     parts: list[Any] = []
     for i, (name, column) in enumerate(zip(frame.columns, columns, strict=True)):
         parts += [("{" if i == 0 else ",") + json.dumps(str(name), ensure_ascii=False) + ":",
                   column]
-    return list(pc.binary_join_element_wise(*parts, "}", "").to_pylist())
+    joined = pc.binary_join_element_wise(*parts, "}", "")
+    return joined.combine_chunks() if isinstance(joined, pa.ChunkedArray) else joined
+
+
+def _json_attributes(frame: pd.DataFrame) -> list[str]:
+    """Every original attribute of each row as a JSON object (text), one per row."""
+    return list(_json_attribute_array(frame).to_pylist())
 
 
 @dataclass(frozen=True)
@@ -234,18 +241,18 @@ class PreparedBatch:
     wkb: np.ndarray | None = None
 
 
-_PLAIN_WKB = (b"\x01\x03\x00\x00\x00", b"\x01\x06\x00\x00\x00")  # 2D Polygon, MultiPolygon
+def _plain(source: SourceFile, positions: np.ndarray) -> np.ndarray:
+    """Whether the rows at ``positions`` have little-endian 2D (Multi)Polygon WKB."""
+    if source.wkb is None or source.plain_wkb is None:
+        return np.zeros(len(positions), dtype=bool)
+    return np.asarray(source.plain_wkb[positions], dtype=bool)
 
 
 def _stored_wkb(source: SourceFile, positions: np.ndarray, unchanged: np.ndarray) -> np.ndarray:
     """Pick the source WKB at ``positions`` where usable as is (see :class:`PreparedBatch`)."""
     assert source.wkb is not None
     stored = np.asarray(source.wkb[positions], dtype=object)
-    usable = np.array([
-        bool(keep) and w is not None and w[:5] in _PLAIN_WKB
-        for w, keep in zip(stored, unchanged, strict=True)
-    ], dtype=bool)
-    stored[~usable] = None
+    stored[~(_plain(source, positions) & unchanged)] = None
     return stored
 
 
@@ -265,9 +272,12 @@ def plan_parcels(
     geoms = np.asarray(frame.geometry.array, dtype=object)
     ids = parcel_ids(frame, mapping, source.feature_ids)
     reasons = np.full(len(frame), None, dtype=object)
-    missing = shapely.is_missing(geoms) | shapely.is_empty(geoms)
+    # deferred rows (not decoded yet) are non-empty (Multi)Polygons by their WKB
+    deferred = (np.zeros(len(frame), dtype=bool) if source.deferred is None
+                else np.asarray(source.deferred, dtype=bool))
+    missing = (shapely.is_missing(geoms) | shapely.is_empty(geoms)) & ~deferred
     reasons[missing] = Rejection.EMPTY
-    kinds = shapely.get_type_id(geoms)
+    kinds = np.where(deferred, 3, shapely.get_type_id(geoms))
     # 3 Polygon, 6 MultiPolygon, 7 GeometryCollection (may hold polygons)
     not_polygonal = ~np.isin(kinds, [3, 6, 7]) & ~missing
     reasons[not_polygonal] = [
@@ -293,14 +303,20 @@ def plan_parcels(
     )
 
 
-def prepare_batch(plan: ParcelPlan, positions: np.ndarray) -> PreparedBatch:
+def prepare_batch(
+    plan: ParcelPlan, positions: np.ndarray, *, promote_stored: bool = True
+) -> PreparedBatch:
     """Repair, promote to MultiPolygon and measure the candidate rows at ``positions``.
 
     Pure GEOS/PROJ work (validity, repair, areas) runs without the GIL, so a batch
-    can be prepared in a thread while another one is encoded or sent.
+    can be prepared in a thread while another one is encoded or sent.  With
+    ``promote_stored`` false, the geometries whose file WKB is stored as is
+    (``wkb`` not None) are left as read (a Polygon stays a Polygon in
+    ``parcels``): the stored WKB is what the database gets, so promoting them
+    would be work thrown away.
     """
     frame = plan.source.frame
-    geoms = np.asarray(frame.geometry.array, dtype=object)[positions]
+    geoms = plan.source.geometries(positions)
     valid = shapely.is_valid(geoms)
     flags = []
     unchanged = valid.copy()
@@ -311,7 +327,13 @@ def prepare_batch(plan: ParcelPlan, positions: np.ndarray) -> PreparedBatch:
         geoms[invalid] = shapely.make_valid(geoms[invalid])
         flags.append(_flags(positions[invalid], "repaired",
                             [f"{Rejection.REPAIRED}: {w}" for w in why]))
-    multi = _as_multipolygons(geoms)
+    if promote_stored:
+        multi = _as_multipolygons(geoms)
+    else:
+        # valid, non-empty (plan_parcels) plain (Multi)Polygons are kept as they are
+        direct = _plain(plan.source, positions) & unchanged
+        multi = geoms.copy()
+        multi[~direct] = _as_multipolygons(geoms[~direct])
     lost = pd.isna(multi)
     if lost.any():
         if flags:  # rejected after all: the rejection replaces the repair
@@ -339,7 +361,9 @@ def prepare_batch(plan: ParcelPlan, positions: np.ndarray) -> PreparedBatch:
             "scheme": role(plan.mapping.scheme),
             "practice": role(plan.mapping.practice),
             "area_m2": multipolygon_areas(kept, frame.crs, plan.transformer),
-            "attributes": _json_attributes(rows.drop(columns=frame.geometry.name)),
+            "attributes": pd.arrays.ArrowExtensionArray(
+                _json_attribute_array(rows.drop(columns=frame.geometry.name))
+            ),
         },
         geometry=gpd.GeoSeries(kept, crs=frame.crs, index=index),
         crs=frame.crs,
@@ -357,7 +381,7 @@ def parcel_report(plan: ParcelPlan, batches: list[pd.DataFrame]) -> pd.DataFrame
         "position", kind="stable"
     )
     at = flagged["position"].to_numpy(dtype=np.int64)
-    geoms = np.asarray(plan.source.frame.geometry.array, dtype=object)[at]
+    geoms = plan.source.geometries(at)
     return pd.DataFrame(
         {
             "feature_id": plan.source.feature_ids.to_numpy()[at],
