@@ -32,6 +32,7 @@ import dask
 import geopandas as gpd
 import numpy as np
 import pandas as pd
+import shapely
 
 from cbm_dask import config
 from cbm_dask.errors import InputError
@@ -182,31 +183,33 @@ class _Stages:
 
 
 def _materialise(group: Any) -> Any:
-    """Compute a lazy cube group into memory in one graph.
+    """Compute a lazy cube group (its variables and lazy coordinates) into memory, one graph.
 
     Unlike ``Dataset.compute``, a single-chunk band is not copied once more after
     it is computed (Dask's safety copy costs a pass over every band); shared inputs
-    (the SCL read for the mask of every band) are read once.
+    (the SCL read for the bands and for the ``invalid`` mask) are read once.
     """
     import dask.array as da
 
-    names = [name for name in group.data_vars if isinstance(group[name].data, da.Array)]
-    if not names:
+    lazy = {name: group[name].data for name in (*group.data_vars, *group.coords)
+            if isinstance(group[name].data, da.Array)}
+    if not lazy:
         return group
-    arrays = dask.optimize(*[group[name].data for name in names])
+    names = list(lazy)
+    arrays = dask.optimize(*lazy.values())
     blocks = dask.compute(*[array.to_delayed(optimize_graph=False).tolist()
                             for array in arrays])
-    data = {}
-    for name in group.data_vars:
-        if name not in names:
-            data[name] = group[name].values
-            continue
-        nested = blocks[names.index(name)]
+    computed = {}
+    for name, nested in zip(names, blocks, strict=True):
         single = nested
         while isinstance(single, list) and len(single) == 1:
             single = single[0]
-        data[name] = single if isinstance(single, np.ndarray) else np.block(nested)
-    return group.copy(data=data)
+        computed[name] = single if isinstance(single, np.ndarray) else np.block(nested)
+    coords = {name: (group[name].dims, computed[name]) for name in names
+              if name in group.coords}
+    data = {name: (group[name].values if name not in computed else computed[name])
+            for name in group.data_vars}
+    return group.copy(data=data).assign_coords(coords)
 
 
 def _reduce_group(group: Any, parcels_blob: bytes, key: tuple[Any, ...], buffer: float,
@@ -222,8 +225,10 @@ def _reduce_group(group: Any, parcels_blob: bytes, key: tuple[Any, ...], buffer:
     bands = [name for name in group.data_vars if name != "SCL"]
     frames = []
     if bands:
+        # stored values with the SCL mask beside them: the statistics come out decoded
+        mask = group.coords.get("invalid")
         with stage("reduce"):
-            stats = zonal_stats(group[bands], labels, stats=("count", *STATISTICS))
+            stats = zonal_stats(group[bands], labels, stats=("count", *STATISTICS), mask=mask)
             frames.append(stats.drop(columns=[c for c in stats.columns if c == "time"]))
     histograms = None
     if "SCL" in group.data_vars:
@@ -246,7 +251,8 @@ def _reduce_image(record: Any, parcels_blob: bytes, dataset_id: int, *, gdal_env
     with dask.config.set({"scheduler": "synchronous", "cbm.reduce.threads": 1}):
         with stage("graph"):
             cube = load_cube([record], parcels=_parcels_area(parcels_blob), groupby="item",
-                             gdal_env=gdal_env, chunks={"time": 1, "y": 100_000, "x": 100_000})
+                             gdal_env=gdal_env, chunks={"time": 1, "y": 100_000, "x": 100_000},
+                             decode=False)
         frames: list[pd.DataFrame] = []
         histograms = None
         for group in cube.groups.values():
@@ -318,6 +324,14 @@ def _reason(exc: BaseException) -> str:
 # -- the driver side -------------------------------------------------------------
 
 
+#: glibc's own malloc thresholds in local workers.  distributed pins the trim threshold
+#: to 64 KiB, which also freezes the mmap threshold at 128 KiB: every mid-sized buffer
+#: of a task is then a fresh mapping, and an image costs ~200k page faults (+0.7 s for a
+#: Sentinel-2 quarter tile) instead of ~20k.  Large arrays are mapped and returned either
+#: way, so the resident memory between tasks stays small.
+_WORKER_MALLOC = {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}
+
+
 @contextmanager
 def connect_cluster(cluster: str = "local", workers: int | None = None) -> Iterator[Any]:
     """Yield a distributed Client: ``local``, ``tcp://host:port`` or ``gateway``.
@@ -339,7 +353,8 @@ def connect_cluster(cluster: str = "local", workers: int | None = None) -> Itera
     if cluster == "local":
         n = workers or int(config.get("extract.workers", 2))
         with dask.config.set({"distributed.scheduler.allowed-failures": 0,
-                              "distributed.scheduler.worker-saturation": 1.0}), \
+                              "distributed.scheduler.worker-saturation": 1.0,
+                              **_WORKER_MALLOC}), \
                 LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
                              host="127.0.0.1", dashboard_address=None,
                              silence_logs=logging.ERROR) as local, \
@@ -378,7 +393,13 @@ def _spatial_partitions(dataset_id: int, url: str) -> tuple[gpd.GeoDataFrame, gp
         part = np.repeat(np.arange(shuffled.npartitions),
                          shuffled.map_partitions(len).compute().to_numpy())
     frame = frame.assign(partition=part)
-    hulls = frame.dissolve("partition").convex_hull.to_crs(4326)
+    # the hull of each partition's vertices: no union of the polygons needed
+    hulls = gpd.GeoSeries(
+        [shapely.convex_hull(shapely.multipoints(shapely.get_coordinates(group.to_numpy())))
+         for _, group in frame.geometry.groupby(frame["partition"], sort=True)],
+        index=np.unique(part), crs=frame.crs,
+    ).to_crs(4326)
+    hulls.index.name = "partition"
     return frame, hulls
 
 

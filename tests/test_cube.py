@@ -521,3 +521,121 @@ def test_s3_hrefs_read_through_the_gdal_env(s3_server: Any) -> None:
         remote = load_cube([item], bands=["red", "nir", "scl"], gdal_env=gdal_env)
         for band in ("B04", "B08", "SCL"):
             np.testing.assert_array_equal(remote[band].values, local[band].values)
+        stored = load_cube([item], bands=["red", "nir", "scl"], gdal_env=gdal_env, decode=False)
+        for band in ("B04", "B08", "SCL"):  # window reads in the tasks use the environment
+            np.testing.assert_array_equal(_decoded(stored, band), local[band].values)
+
+
+# ---------------------------------------------------------------------------
+# stored values (decode=False): window reads, CF attributes, the mask beside them
+
+
+def _decoded(cube: Any, band: str) -> np.ndarray:
+    """Stored values decoded the way the cube does it: float32 arithmetic, NaN at masks."""
+    group = cube.groups[cube.resolution_of(band)]
+    values = group[band].values
+    if band == "SCL":
+        return values
+    attrs = group[band].attrs
+    out = values.astype(np.float32) * np.float32(attrs["scale_factor"]) + np.float32(
+        attrs["add_offset"])
+    out[values == attrs["nodata"]] = np.nan
+    if "invalid" in group.coords:
+        out[group["invalid"].values] = np.nan
+    return out
+
+
+@pytest.mark.parametrize("chunks", [None, {"time": 1, "y": 333, "x": 500}])
+def test_stored_values_decode_to_the_cube_bit_for_bit(chunks: dict[str, int] | None) -> None:
+    cloudy = earth_search_item("2023-04-05")  # 1 % of its pixels are masked classes
+    items = [cloudy, earth_search_item("2023-04-07", offset=0.0)]
+    for item in items:
+        decoded = load_cube([item], bands=["B04", "B08", "B11", "SCL"], chunks=chunks,
+                            groupby="item")
+        stored = load_cube([item], bands=["B04", "B08", "B11", "SCL"], chunks=chunks,
+                           decode=False)
+        assert stored["B04"].dtype == np.uint16 and stored["SCL"].dtype == np.uint8
+        assert stored["B04"].attrs["scale_factor"] == 0.0001
+        assert stored["B04"].attrs["add_offset"] == item["assets"]["red"]["raster:bands"][0][
+            "offset"]
+        assert stored.groups[10]["invalid"].dtype == bool
+        if chunks:
+            assert stored["B04"].data.numblocks[1:] == decoded["B04"].data.numblocks[1:]
+        for band in ("B04", "B08", "B11", "SCL"):
+            np.testing.assert_array_equal(_decoded(stored, band), decoded[band].values)
+        assert stored.groups[10]["invalid"].shape == stored["B04"].shape
+        if item is cloudy:
+            assert 0 < stored.groups[10]["invalid"].values.mean() < 0.5
+
+
+def test_stored_values_of_sixty_metre_bands_and_a_baseline_offset() -> None:
+    item = ireland_item()
+    decoded = load_cube([item], bands=["B01", "B09", "SCL"], groupby="item")
+    stored = load_cube([item], bands=["B01", "B09", "SCL"], decode=False)
+    assert stored["B01"].attrs["add_offset"] == -0.1  # N0400: the offset the baseline implies
+    for band in ("B01", "B09", "SCL"):
+        np.testing.assert_array_equal(_decoded(stored, band), decoded[band].values)
+
+
+def test_stored_values_where_an_image_covers_part_of_the_grid(tmp_path: Path) -> None:
+    """A smaller image's window is read into its part of the grid; the rest is nodata."""
+    full = earth_search_item("2023-04-05")
+    part = earth_search_item("2023-04-07", suffix="-part")
+    for key in ("red", "scl"):
+        asset = part["assets"][key]
+        with rasterio.open(asset["href"]) as src:
+            # a window that starts inside the grid and ends at its edge
+            window = rasterio.windows.Window(src.width // 3, src.height // 4,
+                                             src.width - src.width // 3,
+                                             src.height // 2)
+            profile = {**src.profile, "width": int(window.width), "height": int(window.height),
+                       "transform": src.window_transform(window)}
+            target = tmp_path / f"{key}.tif"
+            with rasterio.open(target, "w", **profile) as dst:
+                dst.write(src.read(1, window=window), 1)
+            asset.update(href=str(target), **{"proj:shape": [int(window.height),
+                                                            int(window.width)],
+                                              "proj:transform": list(profile["transform"])[:6]})
+    items = [full, part]
+    decoded = load_cube(items, bands=["B04", "SCL"], groupby="item",
+                        chunks={"time": 1, "y": 400, "x": 400})
+    stored = load_cube(items, bands=["B04", "SCL"], decode=False,
+                       chunks={"time": 1, "y": 400, "x": 400})
+    values = stored["B04"].values
+    assert (values[1] == 0).mean() > 0.5 and (values[1] != 0).any()
+    for band in ("B04", "SCL"):
+        np.testing.assert_array_equal(_decoded(stored, band), decoded[band].values)
+
+
+def test_misaligned_assets_are_read_by_odc_stac() -> None:
+    from odc.geo.geobox import GeoBox
+
+    from cbm_dask.load.native import native_offset
+
+    box = GeoBox((100, 100), Affine(10, 0, 600_000, 0, -10, 5_700_000), "EPSG:32631")
+    assert native_offset(Affine(10, 0, 599_900, 0, -10, 5_700_050), box) == (-5, -10)
+    assert native_offset(Affine(10, 0, 600_005, 0, -10, 5_700_000), box) is None
+    assert native_offset(Affine(20, 0, 600_000, 0, -20, 5_700_000), box) is None
+    # a 60 m grid half a pixel off: read with nearest-neighbour resampling, as decoded
+    item = ireland_item()
+    shifted = dict(item, assets=dict(item["assets"]))
+    asset = dict(shifted["assets"]["B09"])
+    transform = list(asset["proj:transform"])
+    transform[2] += 30.0
+    asset["proj:transform"] = transform
+    shifted["assets"]["B09"] = asset
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        decoded = load_cube([shifted], bands=["B01", "B09"], groupby="item", mask_scl=False)
+        stored = load_cube([shifted], bands=["B01", "B09"], decode=False, mask_scl=False)
+    np.testing.assert_array_equal(_decoded(stored, "B09"), decoded["B09"].values)
+
+
+def test_stored_values_refuse_what_they_cannot_express() -> None:
+    a, b = earth_search_item("2023-04-05"), earth_search_item("2023-04-07", offset=0.0)
+    with pytest.raises(InputError, match="different scales .* or offsets"):
+        load_cube([a, b], bands=["B04"], decode=False)
+    with pytest.raises(InputError, match="groupby='item'"):
+        load_cube([a], bands=["B04"], decode=False, groupby="solar_day")
+    with pytest.raises(InputError, match="s1_db=False"):
+        load_cube([s1_item("2023-04-05")], decode=False, s1_db=True)

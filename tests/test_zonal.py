@@ -234,6 +234,33 @@ def test_dataset_of_bands_with_an_scl_mask() -> None:
     pd.testing.assert_frame_equal(lazy, table)
 
 
+def test_encoded_values_give_decoded_statistics() -> None:
+    """CF-encoded digital numbers are reduced as stored and come out in physical units."""
+    raw = open_band(KEMPEN / "2023-04-05" / "B04.tif")
+    parcels = real_parcels(*raw.rio.bounds()[::3])
+    encoded = raw.assign_attrs(scale_factor=0.0001, add_offset=-0.1)
+    physical = raw.values.astype("float64") * 0.0001 - 0.1
+    transform = raw.rio.transform()
+    table = zonal_stats(encoded, parcels, stats=[*STATS, "sum"])
+    for (_, row), geom in zip(table.iterrows(), parcels.geometry, strict=True):
+        expected = reference(physical, geom, transform, raw.values == 0)
+        assert row["count"] == expected["count"]
+        if not expected["count"]:
+            assert row[[*STATS[1:], "sum"]].isna().all()
+            continue
+        for stat in STATS[1:]:
+            np.testing.assert_allclose(row[stat], expected[stat], rtol=1e-12, atol=1e-15,
+                                       err_msg=stat)
+        np.testing.assert_allclose(row["sum"], expected["mean"] * expected["count"], rtol=1e-9)
+    assert (table["count"] > 0).sum() >= 6
+    with dask.config.set(scheduler="sync"):
+        lazy = zonal_stats(encoded.chunk({"y": 19, "x": 27}), parcels, stats=[*STATS, "sum"])
+    pd.testing.assert_frame_equal(lazy, table)
+    for bad in ({"scale_factor": 0.0}, {"scale_factor": -1.0}, {"add_offset": "a"}):
+        with pytest.raises(InputError, match="decode"):
+            zonal_stats(raw.assign_attrs(**bad), parcels)
+
+
 def test_scl_histogram_counts_classes_per_parcel_and_date() -> None:
     dates = ["2023-04-02", "2023-04-05", "2023-04-07", "2023-04-15"]
     scl = xr.concat([open_band(KEMPEN / d / "SCL.tif") for d in dates], dim="time")

@@ -36,6 +36,7 @@ import xarray as xr
 from affine import Affine
 from odc.geo.geobox import GeoBox
 from odc.geo.geom import Geometry
+from odc.geo.xr import xr_coords
 from odc.loader import RioDriver
 from shapely.geometry.base import BaseGeometry
 
@@ -43,6 +44,7 @@ from cbm_dask import config
 from cbm_dask.catalogue.normalise import AssetRecord, ImageRecord, ItemLike, normalise_item
 from cbm_dask.errors import InputError
 from cbm_dask.load.bands import Card, band_spec, resolve_requested
+from cbm_dask.load.native import NativeSource, native_array, native_offset
 from cbm_dask.load.physical import physical_values
 
 __all__ = [
@@ -553,6 +555,7 @@ def load_cube(
     s1_db: bool = False,
     groupby: GroupBy | None = None,
     gdal_env: GdalEnvLike | None = None,
+    decode: bool = True,
 ) -> Cube:
     """Build a lazy cube of Sentinel images on their native pixel grids.
 
@@ -600,6 +603,16 @@ def load_cube(
         them.  An object with only ``apply()`` is applied while the graph is built;
         then the workers need the credentials in their own environment.  None: the
         configuration odc-stac captures (``odc.stac.configure_rio``).
+    decode
+        False keeps the pixels as stored (CF-style encoded): every band keeps its
+        digital numbers and dtype with attributes ``scale_factor``, ``add_offset`` and
+        ``nodata``, nothing is set to NaN, and when SCL classes are masked each group
+        gets a boolean ``invalid`` coordinate ``(time, y, x)`` (True = masked class, on
+        the group's grid) to pass as ``mask=`` to
+        :func:`~cbm_dask.reduce.zonal_stats`, which decodes the statistics.  Cheaper for
+        reductions (no float pass, integer percentiles).  Needs ``groupby="item"`` (the
+        default then), one scale and offset per band across the images, and
+        ``s1_db=False``.
 
     Returns
     -------
@@ -634,9 +647,14 @@ def load_cube(
     card: Card = records[0].card
     chosen = _pick_bands(records, card, bands)
     classes = _scl_classes(mask_scl) if card == "s2" else ()
-    group_mode: GroupBy = cast(GroupBy, groupby or config.get("load.groupby", "solar_day"))
+    default_group = "item" if not decode else config.get("load.groupby", "solar_day")
+    group_mode: GroupBy = cast(GroupBy, groupby or default_group)
     if group_mode not in ("solar_day", "item"):
         raise InputError(f"groupby={group_mode!r}: use 'solar_day' or 'item'")
+    if not decode and (group_mode != "item" or s1_db):
+        raise InputError(
+            "decode=False keeps stored values, which cannot be fused by solar day or turned "
+            "into decibels; use groupby='item' and s1_db=False, or decode=True")
     chunking = dict(chunks or config.get("load.chunks"))
     env = _gdal_task_env(gdal_env)
     area = _area_geometry(bbox, parcels)
@@ -672,6 +690,25 @@ def load_cube(
                 use_overviews=False,  # SCL on a coarser grid: nearest of full-resolution pixels
             )
 
+    def stored_load(load_bands: list[str], geobox: GeoBox) -> xr.Dataset:
+        """Read stored values: window reads when every asset is on the grid, else odc-stac."""
+        arrays = {}
+        for band in load_bands:
+            placed = _placed(sources, band, geobox)
+            if placed is None:
+                return odc_load(load_bands, geobox)
+            per_time, dtype, fill = placed
+            arrays[band] = (("time", *geobox.dimensions), native_array(
+                per_time, geobox, dtype=dtype, fill=fill,
+                chunks=(_chunk(chunking, "y", geobox), _chunk(chunking, "x", geobox)),
+                env=functools.partial(_applied, gdal_env, env)))
+        times = np.array([r.datetime.astimezone(dt.UTC).replace(tzinfo=None) for r in records],
+                         dtype="datetime64[us]")
+        coords = {"time": times, **xr_coords(geobox)}
+        return xr.Dataset(arrays, coords=coords)
+
+    read = odc_load if decode else stored_load
+
     # The SCL is read once on its own grid; the other pixel sizes take its nearest pixel.
     scl_res = (resolution_of["SCL"] if classes and any("SCL" in s for s in sources)
                else None)
@@ -679,7 +716,7 @@ def load_cube(
     scl_native: tuple[xr.DataArray, GeoBox] | None = None
     if scl_res is not None and scl_res not in resolutions:
         scl_box = geobox_of(scl_res, ["SCL"])
-        scl_native = (odc_load(["SCL"], scl_box)["SCL"], scl_box)
+        scl_native = (read(["SCL"], scl_box)["SCL"], scl_box)
     groups: dict[float, xr.Dataset] = {}
     for res in resolutions:
         group_bands = [b for b in chosen if resolution_of[b] == res]
@@ -687,7 +724,7 @@ def load_cube(
         load_bands = list(group_bands)
         if res == scl_res and "SCL" not in load_bands:
             load_bands.append("SCL")
-        raw = odc_load(load_bands, geobox)
+        raw = read(load_bands, geobox)
         scl: xr.DataArray | None = None
         if res == scl_res:
             scl = raw["SCL"]
@@ -695,13 +732,45 @@ def load_cube(
         elif scl_native is not None:
             scl = _nearest(scl_native[0], scl_native[1], geobox, raw[group_bands[0]])
         groups[res] = _finish(raw, records, sources, group_bands, classes, card, s1_db, res,
-                              crs, scl)
+                              crs, scl, decode=decode)
     groups = dict(sorted(groups.items()))
 
     if group_mode == "solar_day":
         lon = _centre_longitude(area, records)
         groups = {res: _fuse_days(ds, records, lon) for res, ds in groups.items()}
     return Cube(groups=groups, card=card, crs=crs)
+
+
+def _placed(sources: Sequence[Mapping[str, _Source]], band: str, geobox: GeoBox,
+            ) -> tuple[list[NativeSource | None], str, float] | None:
+    """Place the band's assets on ``geobox``: sources, pixel type, fill; None if one is off it."""
+    per_time: list[NativeSource | None] = []
+    dtypes: set[str] = set()
+    fill: float | None = None
+    for per_record in sources:
+        src = per_record.get(band)
+        if src is None:
+            per_time.append(None)
+            continue
+        offset = native_offset(src.transform, geobox)
+        if offset is None:
+            return None
+        per_time.append(NativeSource(src.asset.href, *offset, src.shape))
+        dtypes.add(src.data_type)
+        fill = src.nodata if fill is None else fill
+    if len(dtypes) != 1:
+        return None
+    dtype = dtypes.pop()
+    if fill is None:
+        fill = math.nan if np.issubdtype(np.dtype(dtype), np.floating) else 0.0
+    return per_time, dtype, float(fill)
+
+
+def _chunk(chunking: Mapping[str, Any], dim: str, geobox: GeoBox) -> int:
+    """Return a spatial chunk size from ``chunks`` (-1 or None: the whole axis)."""
+    size = geobox.shape.y if dim == "y" else geobox.shape.x
+    value = chunking.get(dim, chunking.get("latitude" if dim == "y" else "longitude", -1))
+    return size if value in (None, -1) else int(value)
 
 
 def _dedupe(records: list[ImageRecord]) -> list[ImageRecord]:
@@ -812,15 +881,19 @@ def _nearest(scl: xr.DataArray, src: GeoBox, dst: GeoBox, like: xr.DataArray) ->
 def _finish(
     raw: xr.Dataset, records: Sequence[ImageRecord], sources: Sequence[Mapping[str, _Source]],
     bands: Sequence[str], classes: tuple[int, ...], card: Card, s1_db: bool, res: float,
-    crs: str, scl: xr.DataArray | None = None,
+    crs: str, scl: xr.DataArray | None = None, *, decode: bool = True,
 ) -> xr.Dataset:
     """Convert one pixel-size group to physical values, mask it and label it (lazy).
 
-    ``scl`` is the scene classification on this group's grid (None: no mask).
+    ``scl`` is the scene classification on this group's grid (None: no mask).  With
+    ``decode`` False the stored values stay, with their scale and offset as attributes,
+    and the mask becomes the ``invalid`` coordinate.
     """
     masked = bool(classes) and scl is not None
     has_scl = np.array([("SCL" in s) for s in sources], dtype=bool)
     out = xr.Dataset(coords=raw.coords)
+    if masked and not decode:
+        out = out.assign_coords(invalid=_invalid(cast(xr.DataArray, scl), classes, has_scl))
     for band in bands:
         spec = band_spec(band)
         data = raw[band]
@@ -830,10 +903,14 @@ def _finish(
                                "long_name": "scene classification (SCL) class code"}
             continue
         scale = np.array([s[band].asset.scale if band in s and s[band].asset.scale is not None
-                          else 1.0 for s in sources], dtype="float32")
+                          else 1.0 for s in sources], dtype="float64")
         offset = np.array([s[band].asset.offset if band in s and s[band].asset.offset is not None
-                           else 0.0 for s in sources], dtype="float32")
+                           else 0.0 for s in sources], dtype="float64")
         nodata = next((s[band].nodata for s in sources if band in s), None)
+        if not decode:
+            out[band] = _encoded(data, band, scale, offset, nodata, _UNITS[spec.kind])
+            continue
+        scale, offset = scale.astype("float32"), offset.astype("float32")
         # one compiled pass: float32(dn) * scale + offset, NaN at nodata and masked classes
         value = physical_values(data, scale, offset, nodata, scl if masked else None,
                                 classes, has_scl)
@@ -854,6 +931,34 @@ def _finish(
         "scl_invalid": list(classes) if masked else [],
     }
     return out
+
+
+def _encoded(data: xr.DataArray, band: str, scale: np.ndarray, offset: np.ndarray,
+             nodata: float | None, units: str) -> xr.DataArray:
+    """Keep a band as stored, with the one scale and offset of its images as CF attributes."""
+    scales, offsets = set(scale.tolist()), set(offset.tolist())
+    if len(scales) > 1 or len(offsets) > 1:
+        raise InputError(
+            f"band {band}: the images store it with different scales {sorted(scales)} or "
+            f"offsets {sorted(offsets)}; load them with decode=True, or one image at a time")
+    value = data.copy()
+    # the assets' own numbers, not float32 roundings: statistics are decoded in float64
+    value.attrs = {"scale_factor": float(scale[0]), "add_offset": float(offset[0]),
+                   "nodata": nodata, "units": units, "band": band, "grid_mapping": "spatial_ref"}
+    return value
+
+
+def _invalid(scl: xr.DataArray, classes: Sequence[int], has_scl: np.ndarray) -> xr.DataArray:
+    """Return True where the SCL class is masked (never on steps without an SCL asset)."""
+    lut = np.zeros(256, dtype=bool)
+    lut[list(classes)] = True
+
+    def lookup(block: np.ndarray, use: np.ndarray) -> np.ndarray:
+        return lut[block] & use
+
+    use = xr.Variable("time", np.asarray(has_scl, dtype=bool))
+    mask = xr.apply_ufunc(lookup, scl.variable, use, dask="parallelized", output_dtypes=[bool])
+    return xr.DataArray(mask, dims=scl.dims)
 
 
 def _fuse_days(ds: xr.Dataset, records: Sequence[ImageRecord], longitude: float) -> xr.Dataset:

@@ -61,6 +61,10 @@ class Variable:
         Boolean array of the same dims and shape (True = excluded), or None.
     nodata
         Value excluded besides NaN, or None.
+    scale, offset
+        How stored values decode to physical ones (``value * scale + offset``, the
+        ``scale_factor`` / ``add_offset`` attributes of CF-encoded data); 1 and 0 for
+        data that is not encoded.
     """
 
     band: Hashable | None
@@ -68,6 +72,13 @@ class Variable:
     array: xr.DataArray
     mask: xr.DataArray | None
     nodata: float | None
+    scale: float = 1.0
+    offset: float = 0.0
+
+    @property
+    def encoded(self) -> bool:
+        """True when statistics must be decoded with :attr:`scale` and :attr:`offset`."""
+        return self.scale != 1.0 or self.offset != 0.0
 
     @property
     def lead_dims(self) -> tuple[str, ...]:
@@ -118,6 +129,30 @@ def _nodata_of(array: xr.DataArray, nodata: float | None) -> float | None:
     except (TypeError, ValueError):
         raise InputError(f"nodata={nodata!r} is not a number; pass nodata= explicitly") from None
     return None if math.isnan(value) else value
+
+
+def _encoding_of(array: xr.DataArray, name: Hashable | None) -> tuple[float, float]:
+    """``(scale, offset)`` from the CF attributes ``scale_factor`` / ``add_offset``.
+
+    xarray moves them into ``encoding`` when it decodes, so attributes mean the pixels
+    are stored values.
+    """
+    values = []
+    for key, default in (("scale_factor", 1.0), ("add_offset", 0.0)):
+        raw = array.attrs.get(key, default)
+        try:
+            values.append(float(np.asarray(raw).item()))
+        except (TypeError, ValueError):
+            raise InputError(
+                f"variable {name!r}: {key}={raw!r} is not a number; fix the attribute or "
+                "decode the data first (xarray.decode_cf)") from None
+    scale, offset = values
+    if not (math.isfinite(scale) and scale > 0 and math.isfinite(offset)):
+        raise InputError(
+            f"variable {name!r}: scale_factor={scale}, add_offset={offset}; statistics of "
+            "encoded data need a positive, finite scale and a finite offset; decode the data "
+            "first (xarray.decode_cf, or load_cube(decode=True))")
+    return scale, offset
 
 
 def _band_label(array: xr.DataArray) -> Hashable:
@@ -203,8 +238,9 @@ def variables(data: xr.DataArray | xr.Dataset, *, mask: Any = None,
             raise InputError("a numpy mask for a Dataset must be 2-D (y, x); use a DataArray")
         var_mask = None if mask is None else _as_mask(mask, array)
         band = None if BAND in array.dims else (name if name is not None else _band_label(array))
+        scale, offset = _encoding_of(array, name if name is not None else band)
         result.append(Variable(band=band, position=position, array=array, mask=var_mask,
-                               nodata=_nodata_of(array, nodata)))
+                               nodata=_nodata_of(array, nodata), scale=scale, offset=offset))
     return result
 
 
