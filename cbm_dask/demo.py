@@ -154,7 +154,7 @@ def real_imagery(data_dir: str | Path) -> list[Path]:
 
 def catalogue_targets(world: WorldSummary) -> list[CatalogueTarget]:
     """Return what the demo catalogues: the world's collections and the real scenes."""
-    from cbm_dask.world import S1_BACKSCATTER, S1_COHERENCE, S2_L2A
+    from cbm_dask.sentinel.collections import S1_BACKSCATTER, S1_COHERENCE, S2_L2A
 
     start, end = world.params.start.isoformat(), world.params.end.isoformat()
     targets = [

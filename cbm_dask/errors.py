@@ -13,6 +13,7 @@ __all__ = [
     "DatasetExistsError",
     "DatasetNotFoundError",
     "InputError",
+    "ItemError",
     "ColumnDetectionError",
     "ServiceError",
 ]
@@ -36,6 +37,10 @@ class DatabaseError(ServiceError):
 
 class InputError(CbmError):
     """A user-supplied file or parameter cannot be used as given."""
+
+
+class ItemError(InputError):
+    """A STAC item cannot be catalogued or loaded as given (message names the item)."""
 
 
 class ColumnDetectionError(InputError):

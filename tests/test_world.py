@@ -24,6 +24,7 @@ from rasterio import features
 from rasterio.warp import transform_bounds
 
 from cbm_dask.errors import InputError
+from cbm_dask.sentinel.mgrs import mgrs_tile_geometry
 from cbm_dask.world import (
     S1_BACKSCATTER,
     S1_COHERENCE,
@@ -33,9 +34,9 @@ from cbm_dask.world import (
     build_world,
     read_world,
 )
-from cbm_dask.world.grid import TILE_METRES, WorldGrid, mgrs_tile
+from cbm_dask.world.grid import TILE_METRES, WorldGrid
 from cbm_dask.world.layout import generate_layout
-from tests.conftest import REAL_DATA
+from tests._helpers import REAL_DATA
 
 PARAMS = WorldParams(
     size=256,
@@ -136,17 +137,17 @@ def _clear(ndvi: pd.DataFrame, parcel_id: str) -> pd.DataFrame:
 
 
 def test_mgrs_tile_origins_follow_the_sentinel2_grid() -> None:
-    tile = mgrs_tile("31UFS")
+    tile = mgrs_tile_geometry("31UFS")
     assert (tile.epsg, tile.ulx, tile.uly) == (32631, 600000.0, 5700000.0)
     assert (tile.zone, tile.latitude_band, tile.grid_square) == (31, "U", "FS")
     # real tile corners (Earth Search / ESA grid) agree within 40 m
     for tile_id, real in (("33UWP", (499980, 5400000)), ("29UNU", (499980, 5900040)),
                           ("24MUV", (300000, 9500020))):
-        t = mgrs_tile(tile_id)
+        t = mgrs_tile_geometry(tile_id)
         assert abs(t.ulx - real[0]) <= 40 and abs(t.uly - real[1]) <= 40, tile_id
-    assert mgrs_tile("24MUV").epsg == 32724
+    assert mgrs_tile_geometry("24MUV").epsg == 32724
     with pytest.raises(InputError, match="MGRS"):
-        mgrs_tile("31UIS")
+        mgrs_tile_geometry("31UIS")
     grid = WorldGrid.for_params("31UFS", 5490)
     assert grid.col_off % 2 == 0 and grid.row_off % 2 == 0
     assert grid.col_off * 10 >= 0 and grid.col_off * 10 + grid.extent_m <= TILE_METRES
@@ -259,6 +260,7 @@ def test_same_seed_same_files_other_seed_other_files(world: WorldSummary,
 # -- rasters -------------------------------------------------------------------------------
 
 
+@pytest.mark.realdata
 def test_cogs_are_valid(world: WorldSummary) -> None:
     item = _items(world, S2_L2A)[0]
     for key in S2_KEYS:
@@ -304,6 +306,7 @@ def _real(name: str) -> dict[str, Any]:
     return result
 
 
+@pytest.mark.realdata
 def test_stac_items_are_shaped_like_earth_search(world: WorldSummary) -> None:
     real = _real("items/earth-search-v1_sentinel-2-l2a__S2B_24MUV_20250731_0_L2A.json")
     item = _items(world, S2_L2A)[0]

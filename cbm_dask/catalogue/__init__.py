@@ -10,12 +10,9 @@
 """
 
 from cbm_dask.catalogue.normalise import (
-    AssetRecord,
-    ImageRecord,
     ItemError,
     ItemLike,
     image_card,
-    mgrs_tile,
     normalise_item,
     processing_baseline,
     scale_offset,
@@ -36,6 +33,8 @@ from cbm_dask.catalogue.sync import (
     update_window,
     upsert_images,
 )
+from cbm_dask.sentinel.mgrs import mgrs_tile_of_item
+from cbm_dask.sentinel.records import AssetRecord, ImageRecord
 
 __all__ = [
     "AssetRecord",
@@ -49,7 +48,7 @@ __all__ = [
     "default_stac_url",
     "image_card",
     "list_images",
-    "mgrs_tile",
+    "mgrs_tile_of_item",
     "newest_acquisition",
     "normalise_item",
     "parse_bbox",

@@ -12,39 +12,42 @@ read and the rules applied.
 
 from __future__ import annotations
 
-import datetime as dt
-import json
-import math
 import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any, TypeAlias, cast
 from urllib.parse import urljoin, urlparse
 
 import pystac
 import shapely
 import shapely.geometry
-from shapely.geometry.base import BaseGeometry
 
-from cbm_dask.errors import InputError
-from cbm_dask.load.bands import (
-    CARDS,
+from cbm_dask.errors import ItemError
+from cbm_dask.sentinel.bands import (
+    BOA_ADD_OFFSET_DN,
+    BOA_OFFSET_BASELINE,
+    DEFAULT_SCALE,
     BandSpec,
     Card,
     asset_band_name,
     band_spec,
     parse_asset_key,
 )
+from cbm_dask.sentinel.mgrs import mgrs_tile_epsg, mgrs_tile_of_item
+from cbm_dask.sentinel.records import (
+    AssetRecord,
+    ImageRecord,
+    footprint_multipolygon,
+    optional_float,
+    optional_int,
+    utc_datetime,
+)
 
 __all__ = [
     "ItemLike",
     "ItemError",
-    "AssetRecord",
-    "ImageRecord",
     "normalise_item",
     "image_card",
-    "mgrs_tile",
     "processing_baseline",
     "scale_offset",
 ]
@@ -52,317 +55,19 @@ __all__ = [
 ItemLike: TypeAlias = pystac.Item | Mapping[str, Any]
 """A STAC item as a :class:`pystac.Item` or as its GeoJSON dictionary."""
 
-_MGRS = re.compile(r"^(\d{1,2})([C-HJ-NP-X])([A-HJ-NP-Z])([A-HJ-NP-V])$")
-_TILE_IN_ID = re.compile(r"(?:^|_)T?(\d{1,2}[C-HJ-NP-X][A-HJ-NP-Z][A-HJ-NP-V])(?=_|$)")
 _BASELINE_IN_ID = re.compile(r"_N(\d{2})\.?(\d{2})(?=_|\.|$)")
 _ORBIT_IN_ID = re.compile(r"_R(\d{3})(?=_)")
 _PLATFORM_IN_ID = re.compile(r"^S([12])([A-D])_", re.IGNORECASE)
 _NON_RASTER_ROLES = {"thumbnail", "overview", "metadata", "visual", "tiles"}
 
-# ESA quantification of L2A products: reflectance = DN / 10000, AOT and WVP = DN / 1000.
-_DEFAULT_SCALE = {"reflectance": 1e-4, "atmosphere": 1e-3}
-# BOA_ADD_OFFSET of processing baselines >= 04.00, in digital numbers.
-_BOA_ADD_OFFSET_DN = -1000.0
-_BOA_OFFSET_BASELINE = (4, 0)
-
-
-class ItemError(InputError):
-    """A STAC item cannot be catalogued or loaded as given (message names the item)."""
-
-
-@dataclass(frozen=True)
-class AssetRecord:
-    """One asset of an image, with the fields the loaders need normalised.
-
-    Attributes
-    ----------
-    key
-        Asset key in the source item (``red``, ``B04_10m``).
-    href
-        Absolute href: ``https://``, ``s3://`` or a local path.
-    type, roles
-        Media type and roles as declared.
-    band
-        Canonical band name (:mod:`cbm_dask.load.bands`), None for non-band assets.
-    resolution
-        Pixel size in CRS units (metres for UTM), None when unknown.
-    epsg, transform, shape
-        Pixel grid: EPSG code, the 6 affine coefficients ``(a, b, c, d, e, f)``
-        of ``proj:transform`` and ``(rows, columns)``; None when not declared.
-    data_type, nodata
-        Pixel type and nodata value as declared (None when not declared).
-    scale, offset
-        The *effective* conversion ``value = DN * scale + offset`` (BOA offset
-        rules applied, see :func:`scale_offset`); None for non-band assets.
-    """
-
-    key: str
-    href: str
-    type: str | None = None
-    roles: tuple[str, ...] = ()
-    band: str | None = None
-    resolution: float | None = None
-    epsg: int | None = None
-    transform: tuple[float, ...] | None = None
-    shape: tuple[int, int] | None = None
-    data_type: str | None = None
-    nodata: float | None = None
-    scale: float | None = None
-    offset: float | None = None
-
-    @property
-    def is_jp2(self) -> bool:
-        """Whether the asset is JPEG 2000 (a COG twin is preferred when both exist)."""
-        return "jp2" in (self.type or "") or self.href.lower().endswith(".jp2")
-
-    def as_json(self) -> dict[str, Any]:
-        """Return the JSON object stored in ``images.assets`` (NaN nodata as ``"nan"``)."""
-        nodata: float | str | None = self.nodata
-        if self.nodata is not None and not math.isfinite(self.nodata):
-            nodata = str(self.nodata)
-        return {
-            "href": self.href,
-            "type": self.type,
-            "roles": list(self.roles),
-            "band": self.band,
-            "resolution": self.resolution,
-            "epsg": self.epsg,
-            "transform": list(self.transform) if self.transform else None,
-            "shape": list(self.shape) if self.shape else None,
-            "data_type": self.data_type,
-            "nodata": nodata,
-            "scale": self.scale,
-            "offset": self.offset,
-        }
-
-    @classmethod
-    def from_json(cls, key: str, value: Mapping[str, Any]) -> AssetRecord:
-        """Rebuild a record from its ``images.assets`` JSON object."""
-        transform = value.get("transform")
-        shape = value.get("shape")
-        return cls(
-            key=key,
-            href=str(value["href"]),
-            type=value.get("type"),
-            roles=tuple(value.get("roles") or ()),
-            band=value.get("band"),
-            resolution=_float(value.get("resolution")),
-            epsg=_int(value.get("epsg")),
-            transform=tuple(float(v) for v in transform[:6]) if transform else None,
-            shape=(int(shape[0]), int(shape[1])) if shape else None,
-            data_type=value.get("data_type"),
-            nodata=_float(value.get("nodata")),
-            scale=_float(value.get("scale")),
-            offset=_float(value.get("offset")),
-        )
-
-
-@dataclass(frozen=True)
-class ImageRecord:
-    """A catalogued image: one row of the ``images`` table.
-
-    Attributes
-    ----------
-    collection, item_id
-        Source collection and item id (unique together).
-    datetime
-        Acquisition time, timezone-aware UTC.
-    platform
-        Lower-case platform, e.g. ``sentinel-2b``.
-    card
-        ``s2`` (Sentinel-2 L2A), ``bs`` (Sentinel-1 backscatter) or ``c6`` (coherence).
-    tile
-        MGRS tile without the ``T`` prefix (``31UFS``), None for Sentinel-1.
-    orbit
-        Relative orbit (Sentinel-2 sensing orbit ``R###``), None when unknown.
-    epsg
-        EPSG code of the item's (main) pixel grid.
-    cloud_cover
-        ``eo:cloud_cover`` in percent, None when not given.
-    processing_baseline
-        ``NN.NN`` Sentinel-2 processing baseline, None when unknown.
-    footprint
-        Footprint as a MultiPolygon in EPSG:4326.
-    assets
-        Asset key → :class:`AssetRecord`.
-    properties
-        The item's full ``properties`` as served.
-    image_id
-        ``images.id`` once stored, else None.
-    """
-
-    collection: str
-    item_id: str
-    datetime: dt.datetime
-    platform: str | None
-    card: Card
-    tile: str | None
-    orbit: int | None
-    epsg: int | None
-    cloud_cover: float | None
-    processing_baseline: str | None
-    footprint: shapely.MultiPolygon
-    assets: Mapping[str, AssetRecord] = field(default_factory=dict)
-    properties: Mapping[str, Any] = field(default_factory=dict)
-    image_id: int | None = None
-
-    def band_assets(self) -> dict[str, AssetRecord]:
-        """Return canonical band → the asset to load it from.
-
-        When a band is offered several times (``blue``/``blue_20m``/``blue_60m``,
-        ``red``/``red-jp2``) the asset at the band's native resolution wins, then a
-        GeoTIFF over a JPEG 2000 twin, then the finest resolution.
-        """
-        best: dict[str, tuple[tuple[Any, ...], AssetRecord]] = {}
-        for asset in self.assets.values():
-            if asset.band is None:
-                continue
-            native = band_spec(asset.band).resolution
-            res = asset.resolution if asset.resolution is not None else math.inf
-            rank = (not math.isclose(res, native), asset.is_jp2, res, asset.key)
-            if asset.band not in best or rank < best[asset.band][0]:
-                best[asset.band] = (rank, asset)
-        return {band: pair[1] for band, pair in best.items()}
-
-    def as_row(self) -> dict[str, Any]:
-        """Return bind parameters for the ``images`` upsert (footprint as hex EWKB)."""
-        return {
-            "collection": self.collection,
-            "item_id": self.item_id,
-            "datetime": self.datetime,
-            "platform": self.platform,
-            "card": self.card,
-            "tile": self.tile,
-            "orbit": self.orbit,
-            "epsg": self.epsg,
-            "cloud_cover": self.cloud_cover,
-            "processing_baseline": self.processing_baseline,
-            "footprint": shapely.to_wkb(
-                shapely.set_srid(self.footprint, 4326), hex=True, include_srid=True
-            ),
-            "assets": json.dumps({k: a.as_json() for k, a in self.assets.items()}),
-            "properties": json.dumps(_json_safe(dict(self.properties)), default=str),
-        }
-
-    @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> ImageRecord:
-        """Rebuild a record from an ``images`` row (a mapping, e.g. ``Row._mapping``).
-
-        The footprint may be a shapely geometry, WKB (bytes, hex or a
-        GeoAlchemy2 element), WKT or GeoJSON.
-        """
-        card = row["card"]
-        if card not in CARDS:
-            raise ItemError(f"image {row.get('item_id')!r}: unknown card {card!r}")
-        assets = row.get("assets") or {}
-        if isinstance(assets, str):
-            assets = json.loads(assets)
-        properties = row.get("properties") or {}
-        if isinstance(properties, str):
-            properties = json.loads(properties)
-        stamp = row["datetime"]
-        if isinstance(stamp, str):
-            stamp = pystac.utils.str_to_datetime(stamp)
-        image_id = row.get("id", row.get("image_id"))
-        return cls(
-            collection=str(row["collection"]),
-            item_id=str(row["item_id"]),
-            datetime=_utc(stamp),
-            platform=row.get("platform"),
-            card=card,
-            tile=row.get("tile"),
-            orbit=_int(row.get("orbit")),
-            epsg=_int(row.get("epsg")),
-            cloud_cover=_float(row.get("cloud_cover")),
-            processing_baseline=row.get("processing_baseline"),
-            footprint=_multipolygon(_to_shape(row["footprint"]), str(row["item_id"])),
-            assets={k: AssetRecord.from_json(k, v) for k, v in assets.items()},
-            properties=properties,
-            image_id=_int(image_id),
-        )
-
-
-# ---------------------------------------------------------------------------
-# small converters
-
-
-def _float(value: Any) -> float | None:
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return None
-
-
-def _int(value: Any) -> int | None:
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
-
-
-def _utc(value: dt.datetime) -> dt.datetime:
-    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
-
-
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, Mapping):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
-    return value
-
-
-def _to_shape(value: Any) -> BaseGeometry:
-    if isinstance(value, BaseGeometry):
-        return value
-    if isinstance(value, Mapping):
-        return shapely.geometry.shape(value)
-    data = getattr(value, "data", value)  # GeoAlchemy2 WKBElement
-    if isinstance(data, memoryview):
-        data = data.tobytes()
-    if isinstance(data, bytes):
-        return shapely.from_wkb(data)
-    text = str(data)
-    if re.fullmatch(r"[0-9A-Fa-f]+", text):
-        return shapely.from_wkb(text)
-    return shapely.from_wkt(text)
-
-
-def _multipolygon(geom: BaseGeometry, item_id: str) -> shapely.MultiPolygon:
-    if not geom.is_valid:
-        geom = shapely.make_valid(geom)
-    if isinstance(geom, shapely.Polygon):
-        return shapely.MultiPolygon([geom])
-    if isinstance(geom, shapely.MultiPolygon):
-        return geom
-    polygons = [
-        part for part in getattr(geom, "geoms", [])
-        if isinstance(part, shapely.Polygon) and not part.is_empty
-    ]
-    for part in getattr(geom, "geoms", []):
-        if isinstance(part, shapely.MultiPolygon):
-            polygons.extend(part.geoms)
-    if not polygons:
-        raise ItemError(
-            f"item {item_id!r}: its geometry is a {geom.geom_type}, not an area; "
-            "the footprint must be a Polygon or MultiPolygon in EPSG:4326"
-        )
-    return shapely.MultiPolygon(polygons)
-
 
 def _epsg_of(fields: Mapping[str, Any]) -> int | None:
-    epsg = _int(fields.get("proj:epsg"))
+    epsg = optional_int(fields.get("proj:epsg"))
     if epsg is not None:
         return epsg
     code = fields.get("proj:code")
     if isinstance(code, str) and code.upper().startswith("EPSG:"):
-        return _int(code.split(":", 1)[1])
+        return optional_int(code.split(":", 1)[1])
     return None
 
 
@@ -424,60 +129,6 @@ def processing_baseline(properties: Mapping[str, Any], item_id: str = "") -> str
                 return f"{match.group(1)}.{match.group(2)}"
     match = _BASELINE_IN_ID.search(item_id)
     return f"{match.group(1)}.{match.group(2)}" if match else None
-
-
-def _normal_tile(text: str) -> str | None:
-    match = _MGRS.match(text.strip().upper().removeprefix("MGRS-").removeprefix("T"))
-    if not match:
-        return None
-    zone, band, column, row = match.groups()
-    return f"{int(zone):02d}{band}{column}{row}"
-
-
-def mgrs_tile(
-    properties: Mapping[str, Any], item_id: str = "", epsg: int | None = None
-) -> str | None:
-    """Return the MGRS tile (``31UFS``, zone zero-padded, no ``T`` prefix) of an image.
-
-    Read from ``grid:code`` (``MGRS-31UFS``), ``s2:mgrs_tile``, the ``mgrs:*``
-    fields, the Earth Search v0 ``sentinel:*`` fields (zone from the UTM EPSG
-    code when missing), else the ``T31UFS``/``31UFS`` token of a product id or
-    of the item id.
-    """
-    code = properties.get("grid:code")
-    if isinstance(code, str) and code.upper().startswith("MGRS-"):
-        tile = _normal_tile(code)
-        if tile:
-            return tile
-    if isinstance(properties.get("s2:mgrs_tile"), str):
-        tile = _normal_tile(properties["s2:mgrs_tile"])
-        if tile:
-            return tile
-    for prefix in ("mgrs", "sentinel"):
-        zone = _int(properties.get(f"{prefix}:utm_zone"))
-        band = properties.get(f"{prefix}:latitude_band")
-        square = properties.get(f"{prefix}:grid_square")
-        if zone is None and epsg is not None and (32601 <= epsg <= 32660 or 32701 <= epsg <= 32760):
-            zone = epsg % 100
-        if zone is not None and isinstance(band, str) and isinstance(square, str):
-            tile = _normal_tile(f"{zone}{band}{square}")
-            if tile:
-                return tile
-    for value in (properties.get("s2:product_uri"), properties.get("sentinel:product_id"),
-                  properties.get("s2:granule_id"), properties.get("s2:tile_id"), item_id):
-        if isinstance(value, str):
-            match = _TILE_IN_ID.search(value)
-            if match:
-                return _normal_tile(match.group(1))
-    return None
-
-
-def _epsg_from_tile(tile: str) -> int | None:
-    match = _MGRS.match(tile)
-    if not match:
-        return None
-    zone, band = int(match.group(1)), match.group(2)
-    return (32600 if band >= "N" else 32700) + zone
 
 
 def image_card(
@@ -550,9 +201,9 @@ def scale_offset(
     Other bands use the declared scale and offset (AOT/WVP default to 1/1000,
     everything else to 1 and 0).
     """
-    declared_scale = _float(_declared(asset, "scale"))
-    declared_offset = _float(_declared(asset, "offset"))
-    scale = declared_scale if declared_scale else _DEFAULT_SCALE.get(spec.kind, 1.0)
+    declared_scale = optional_float(_declared(asset, "scale"))
+    declared_offset = optional_float(_declared(asset, "offset"))
+    scale = declared_scale if declared_scale else DEFAULT_SCALE.get(spec.kind, 1.0)
     if spec.kind != "reflectance":
         return scale, declared_offset or 0.0
     harmonised = (properties.get("earthsearch:boa_offset_applied") is True
@@ -563,8 +214,8 @@ def scale_offset(
         return scale, declared_offset
     if baseline is not None:
         major, minor = (int(p) for p in baseline.split("."))
-        if (major, minor) >= _BOA_OFFSET_BASELINE:
-            return scale, _BOA_ADD_OFFSET_DN * scale
+        if (major, minor) >= BOA_OFFSET_BASELINE:
+            return scale, BOA_ADD_OFFSET_DN * scale
     return scale, 0.0
 
 
@@ -611,7 +262,8 @@ def _asset_record(
     )
     resolution = (
         abs(transform[0]) if transform else
-        _float(_first_band(asset).get("spatial_resolution")) or _float(asset.get("gsd"))
+        optional_float(_first_band(asset).get("spatial_resolution"))
+        or optional_float(asset.get("gsd"))
         or (float(key_res) if key_res else None)
     )
     scale = offset = None
@@ -628,7 +280,7 @@ def _asset_record(
         transform=transform,
         shape=shape,
         data_type=_declared(asset, "data_type"),
-        nodata=_float(_declared(asset, "nodata")),
+        nodata=optional_float(_declared(asset, "nodata")),
         scale=scale,
         offset=offset,
     )
@@ -690,7 +342,7 @@ def normalise_item(item: ItemLike) -> ImageRecord:
     if not stamp:
         raise ItemError(f"{where}: neither 'datetime' nor 'start_datetime' is set")
     try:
-        when = _utc(pystac.utils.str_to_datetime(str(stamp)))
+        when = utc_datetime(pystac.utils.str_to_datetime(str(stamp)))
     except ValueError as exc:
         raise ItemError(f"{where}: datetime {stamp!r} is not ISO 8601 ({exc})") from exc
 
@@ -698,10 +350,10 @@ def normalise_item(item: ItemLike) -> ImageRecord:
 
     geometry = data.get("geometry")
     if geometry:
-        footprint = _multipolygon(shapely.geometry.shape(geometry), item_id)
+        footprint = footprint_multipolygon(shapely.geometry.shape(geometry), item_id)
     elif data.get("bbox"):
         west, south, east, north = data["bbox"][:4]
-        footprint = _multipolygon(shapely.box(west, south, east, north), item_id)
+        footprint = footprint_multipolygon(shapely.box(west, south, east, north), item_id)
     else:
         raise ItemError(f"{where}: it has neither a geometry nor a bbox")
 
@@ -712,9 +364,9 @@ def normalise_item(item: ItemLike) -> ImageRecord:
             if isinstance(asset, Mapping) and (code := _epsg_of(asset)) is not None
         )
         epsg = asset_codes.most_common(1)[0][0] if asset_codes else None
-    tile = mgrs_tile(props, item_id, epsg) if card == "s2" or "grid:code" in props else None
+    tile = mgrs_tile_of_item(props, item_id, epsg) if card == "s2" or "grid:code" in props else None
     if epsg is None and tile is not None:
-        epsg = _epsg_from_tile(tile)
+        epsg = mgrs_tile_epsg(tile)
     if epsg is None:
         raise ItemError(
             f"{where} has no projection: neither proj:epsg nor proj:code (item or asset "
@@ -722,7 +374,7 @@ def normalise_item(item: ItemLike) -> ImageRecord:
         )
 
     baseline = processing_baseline(props, item_id) if card == "s2" else None
-    orbit = _int(props.get("sat:relative_orbit"))
+    orbit = optional_int(props.get("sat:relative_orbit"))
     if orbit is None:
         for value in (props.get("s2:product_uri"), props.get("sentinel:product_id"), item_id):
             match = _ORBIT_IN_ID.search(value) if isinstance(value, str) else None
@@ -758,7 +410,7 @@ def normalise_item(item: ItemLike) -> ImageRecord:
         tile=tile,
         orbit=orbit,
         epsg=epsg,
-        cloud_cover=_float(props.get("eo:cloud_cover")),
+        cloud_cover=optional_float(props.get("eo:cloud_cover")),
         processing_baseline=baseline,
         footprint=footprint,
         assets=assets,

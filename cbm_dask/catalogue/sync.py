@@ -26,8 +26,9 @@ import pandas as pd
 import sqlalchemy as sa
 
 from cbm_dask import config
-from cbm_dask.catalogue.normalise import ImageRecord, ItemError, normalise_item
+from cbm_dask.catalogue.normalise import ItemError, normalise_item
 from cbm_dask.errors import DatasetNotFoundError, InputError, ServiceError
+from cbm_dask.sentinel.records import ImageRecord
 from cbm_dask.store.engine import get_engine
 
 __all__ = [

@@ -110,8 +110,8 @@ def demo(data_dir: Path) -> None:
     from cbm_dask.catalogue import read_images
     from cbm_dask.load.cube import load_cube
     from cbm_dask.load.gdal_env import capture_gdal_env
+    from cbm_dask.sentinel.collections import S2_L2A
     from cbm_dask.store.parcels import read_dataset_parcels
-    from cbm_dask.world import S2_L2A
 
     images = read_images(dataset=WORLD_DATASET, collection=S2_L2A)
     parcels = read_dataset_parcels(WORLD_DATASET)

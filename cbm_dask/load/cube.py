@@ -43,9 +43,9 @@ from shapely.geometry.base import BaseGeometry
 from cbm_dask import config
 from cbm_dask.catalogue.normalise import AssetRecord, ImageRecord, ItemLike, normalise_item
 from cbm_dask.errors import InputError
-from cbm_dask.load.bands import Card, band_spec, resolve_requested
 from cbm_dask.load.native import NativeSource, native_array, native_offset
 from cbm_dask.load.physical import physical_values
+from cbm_dask.sentinel.bands import Card, band_spec, resolve_requested
 
 __all__ = [
     "Cube",

@@ -26,26 +26,11 @@ from cbm_dask.reduce.inputs import (
 )
 from cbm_dask.reduce.labels import ParcelLabels
 from cbm_dask.reduce.threads import run_ranges
+from cbm_dask.sentinel.scl import SCL_CLASSES
 
 __all__ = ["SCL_CLASSES", "scl_histogram"]
 
 log = logging.getLogger(__name__)
-
-#: Sentinel-2 L2A scene classification: class code -> name.
-SCL_CLASSES: dict[int, str] = {
-    0: "no data",
-    1: "saturated or defective",
-    2: "dark area pixels",
-    3: "cloud shadows",
-    4: "vegetation",
-    5: "not vegetated",
-    6: "water",
-    7: "unclassified",
-    8: "cloud medium probability",
-    9: "cloud high probability",
-    10: "thin cirrus",
-    11: "snow",
-}
 
 
 def _class_array(values: Any, n_classes: int) -> np.ndarray:

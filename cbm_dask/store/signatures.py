@@ -29,9 +29,9 @@ import psycopg
 from psycopg import sql
 
 from cbm_dask.errors import InputError
+from cbm_dask.sentinel.scl import SCL_CLASS_COUNT
 
 __all__ = [
-    "SCL_CLASSES",
     "STATISTICS",
     "ImageRows",
     "copy_image_rows",
@@ -44,7 +44,6 @@ __all__ = [
 #: Statistics stored per band, in the order of the ``stats`` array's second axis.
 STATISTICS: tuple[str, ...] = ("mean", "std", "min", "max", "p25", "p50", "p75")
 #: Scene classes counted in ``scl`` (Sentinel-2 L2A SCL codes 0..11).
-SCL_CLASSES = 12
 
 _PG_EPOCH = dt.date(2000, 1, 1)
 _INT4_OID = 23
@@ -70,7 +69,7 @@ class ImageRows:
     stats
         Statistics, shape ``(parcels, bands, len(STATISTICS))``, NaN where missing.
     scl
-        Pixels per parcel and scene class, shape ``(parcels, SCL_CLASSES)``, or None.
+        Pixels per parcel and scene class, shape ``(parcels, SCL_CLASS_COUNT)``, or None.
     """
 
     pid: np.ndarray
@@ -87,14 +86,14 @@ class ImageRows:
 
 def _histogram_counts(histograms: pd.DataFrame, pids: np.ndarray) -> np.ndarray:
     """Scene-class counts aligned with ``pids`` from a long, wide or JSON histogram frame."""
-    counts = np.zeros((len(pids), SCL_CLASSES), dtype=np.int32)
+    counts = np.zeros((len(pids), SCL_CLASS_COUNT), dtype=np.int32)
     if not len(histograms):
         return counts
     rows = np.searchsorted(pids, histograms["pid"].to_numpy(dtype=np.int64))
     if {"class", "count"} <= set(histograms.columns):
         classes = histograms["class"].to_numpy(dtype=np.int64)
-        keep = (classes >= 0) & (classes < SCL_CLASSES)
-        flat = np.bincount(rows[keep] * SCL_CLASSES + classes[keep],
+        keep = (classes >= 0) & (classes < SCL_CLASS_COUNT)
+        flat = np.bincount(rows[keep] * SCL_CLASS_COUNT + classes[keep],
                            weights=histograms["count"].to_numpy(dtype=np.float64)[keep],
                            minlength=counts.size)
         return flat.astype(np.int32).reshape(counts.shape)
@@ -104,7 +103,7 @@ def _histogram_counts(histograms: pd.DataFrame, pids: np.ndarray) -> np.ndarray:
                 counts[row, int(key)] = int(value)
         return counts
     for column in histograms.columns:
-        if column != "pid" and str(column).isdigit() and int(column) < SCL_CLASSES:
+        if column != "pid" and str(column).isdigit() and int(column) < SCL_CLASS_COUNT:
             counts[rows, int(column)] = histograms[column].to_numpy(dtype=np.int32)
     return counts
 
@@ -216,7 +215,7 @@ def encode_image_rows(rows: ImageRows, dataset_id: int, image_id: int,
     array("count", _INT4_OID, (nb,))
     array("stats", _FLOAT4_OID, (nb, ns))
     if rows.scl is not None:
-        array("scl", _INT4_OID, (SCL_CLASSES,))
+        array("scl", _INT4_OID, (SCL_CLASS_COUNT,))
     else:
         template.append(-1)  # NULL
     words = np.empty((n, len(template)), dtype=">i4")

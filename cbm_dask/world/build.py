@@ -38,18 +38,13 @@ from numpy.typing import NDArray
 from rasterio.crs import CRS
 
 from cbm_dask.errors import InputError
+from cbm_dask.sentinel.collections import S1_BACKSCATTER, S1_COHERENCE, S2_L2A
 from cbm_dask.world import clouds as clouds_mod
 from cbm_dask.world import sentinel1, sentinel2, stac
 from cbm_dask.world.grid import WorldGrid, sun_position
 from cbm_dask.world.layout import BUILT, FIELD0, Layout, generate_layout, rasterize_labels
 from cbm_dask.world.noise import derive_rng, fractal_noise
-from cbm_dask.world.params import (
-    S1_BACKSCATTER,
-    S1_COHERENCE,
-    S2_L2A,
-    WorldParams,
-    WorldSummary,
-)
+from cbm_dask.world.params import WorldParams, WorldSummary
 from cbm_dask.world.phenology import (
     CROPS,
     CanopyState,

@@ -1,4 +1,4 @@
-"""MGRS tile geometry, the world window on the tile's pixel grid, and sun position.
+"""The world window on an MGRS tile's pixel grid, and sun position.
 
 Sentinel-2 L2A tiles are 109 800 m squares on the UTM grid whose upper-left corner is the
 north-west corner of the MGRS 100 km square named by the tile id; 10, 20 and 60 m pixels
@@ -18,92 +18,18 @@ from affine import Affine
 from pyproj import CRS, Transformer
 
 from cbm_dask.errors import InputError
+from cbm_dask.sentinel.mgrs import MgrsTile, mgrs_tile_geometry
 
 __all__ = [
     "TILE_METRES",
-    "MgrsTile",
     "WorldGrid",
-    "mgrs_tile",
     "sun_position",
 ]
 
 TILE_METRES = 109_800
-_COLUMN_SETS = ("ABCDEFGH", "JKLMNPQR", "STUVWXYZ")
-_ROW_LETTERS = "ABCDEFGHJKLMNPQRSTUV"
-_BANDS = "CDEFGHJKLMNPQRSTUVWX"
 #: Default window origin in 10 m pixels from the tile corner (farmland north-east of
 #: Antwerp when the tile is 31UFS, the area of the real Kempen test chips).
 DEFAULT_OFFSET_PX = (4326, 2352)
-
-
-@dataclass(frozen=True)
-class MgrsTile:
-    """A Sentinel-2 MGRS tile.
-
-    Attributes
-    ----------
-    tile_id
-        e.g. ``"31UFS"``.
-    zone, latitude_band, grid_square
-        The three parts of the id (``31``, ``"U"``, ``"FS"``).
-    epsg
-        EPSG code of the UTM zone (326zz north, 327zz south).
-    ulx, uly
-        Upper-left corner of the tile in UTM metres.
-    """
-
-    tile_id: str
-    zone: int
-    latitude_band: str
-    grid_square: str
-    epsg: int
-    ulx: float
-    uly: float
-
-
-def mgrs_tile(tile_id: str) -> MgrsTile:
-    """Return the geometry of an MGRS tile id such as ``"31UFS"``.
-
-    Raises
-    ------
-    InputError
-        When the id is not a valid MGRS 100 km square.
-    """
-    text = tile_id.strip().upper()
-    if len(text) == 4:
-        text = "0" + text
-    try:
-        zone = int(text[:2])
-        band, column, row = text[2], text[3], text[4]
-        if not 1 <= zone <= 60 or band not in _BANDS or len(text) != 5:
-            raise ValueError
-        col_letters = _COLUMN_SETS[(zone - 1) % 3]
-        easting = (col_letters.index(column) + 1) * 100_000
-        row_index = (_ROW_LETTERS.index(row) - (0 if zone % 2 else 5)) % 20
-    except (ValueError, IndexError):
-        raise InputError(
-            f"{tile_id!r} is not an MGRS tile id; write zone, latitude band and square, "
-            "e.g. 31UFS"
-        ) from None
-    north = band >= "N"
-    epsg = (32600 if north else 32700) + zone
-    south_lat = -80.0 + 8.0 * _BANDS.index(band)
-    central_lon = -183.0 + 6.0 * zone
-    to_utm = Transformer.from_crs(4326, epsg, always_xy=True)
-    _, band_south_y = to_utm.transform(central_lon, south_lat)
-    northing = row_index * 100_000
-    # The 100 km row letters repeat every 2000 km; take the first square reaching the band.
-    while northing + 100_000 <= band_south_y - 1:
-        northing += 2_000_000
-    return MgrsTile(
-        tile_id=text,
-        zone=zone,
-        latitude_band=band,
-        grid_square=column + row,
-        epsg=epsg,
-        ulx=float(easting),
-        uly=float(northing + 100_000),
-    )
 
 
 @dataclass(frozen=True)
@@ -130,7 +56,7 @@ class WorldGrid:
         cls, tile_id: str, size: int, offset_px: tuple[int, int] | None = None
     ) -> WorldGrid:
         """Place a window of ``size`` pixels in tile ``tile_id`` (inside the tile)."""
-        tile = mgrs_tile(tile_id)
+        tile = mgrs_tile_geometry(tile_id)
         limit = TILE_METRES // 10 - size
         col, row = offset_px if offset_px is not None else DEFAULT_OFFSET_PX
         if offset_px is not None and not (0 <= col <= limit and 0 <= row <= limit):

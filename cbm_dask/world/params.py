@@ -9,6 +9,7 @@ from typing import Any
 
 from cbm_dask import config
 from cbm_dask.errors import InputError
+from cbm_dask.sentinel.collections import S1_BACKSCATTER, S1_COHERENCE, S2_L2A
 
 __all__ = [
     "S1_BACKSCATTER",
@@ -17,12 +18,6 @@ __all__ = [
     "WorldParams",
     "WorldSummary",
 ]
-
-#: Collection ids written by the generator.
-S2_L2A = "sentinel-2-l2a"
-S1_BACKSCATTER = "sentinel-1-backscatter"
-S1_COHERENCE = "sentinel-1-coherence"
-
 
 def _as_date(value: Any, name: str) -> dt.date:
     if isinstance(value, dt.datetime):

@@ -11,7 +11,8 @@ uses the canonical names defined here:
 * Sentinel-1 backscatter: ``VV``, ``VH``, ``HH``, ``HV``;
 * Sentinel-1 coherence: ``COH_VV``, ``COH_VH``, ``COH_HH``, ``COH_HV``.
 
-This module is pure: tables and string functions, no I/O.
+This module is pure: tables and string functions, no I/O.  The scene
+classification classes are in :mod:`cbm_dask.sentinel.scl`.
 """
 
 from __future__ import annotations
@@ -27,8 +28,10 @@ __all__ = [
     "BandSpec",
     "BANDS",
     "CARDS",
-    "SCL_CLASSES",
-    "DEFAULT_SCL_INVALID",
+    "DEFAULT_SCALE",
+    "BOA_ADD_OFFSET_DN",
+    "BOA_OFFSET_BASELINE",
+    "POLARISATIONS",
     "band_spec",
     "canonical_band",
     "parse_asset_key",
@@ -104,24 +107,18 @@ BANDS: tuple[BandSpec, ...] = (
     BandSpec("COH_HV", "c6", "coherence", 20, ("coherence_hv", "hv_coherence")),
 )
 
-SCL_CLASSES: Mapping[int, str] = {
-    0: "no_data",
-    1: "saturated_or_defective",
-    2: "dark_area_pixels",
-    3: "cloud_shadows",
-    4: "vegetation",
-    5: "not_vegetated",
-    6: "water",
-    7: "unclassified",
-    8: "cloud_medium_probability",
-    9: "cloud_high_probability",
-    10: "thin_cirrus",
-    11: "snow",
-}
-"""Sentinel-2 L2A scene classification (Sen2Cor) class codes."""
+# ESA quantification of L2A products: reflectance = DN / 10000, AOT and WVP = DN / 1000.
+DEFAULT_SCALE: Mapping[BandKind, float] = {"reflectance": 1e-4, "atmosphere": 1e-3}
+"""Scale of a band kind when the item declares none (``value = DN * scale + offset``)."""
 
-DEFAULT_SCL_INVALID: tuple[int, ...] = (0, 1, 3, 8, 9, 10, 11)
-"""SCL classes masked by default: no data, defective, cloud shadow, clouds, cirrus, snow."""
+BOA_ADD_OFFSET_DN = -1000.0
+"""The ESA ``BOA_ADD_OFFSET`` of reflectance bands, in digital numbers."""
+
+BOA_OFFSET_BASELINE = (4, 0)
+"""The first processing baseline (``04.00``) whose reflectances carry ``BOA_ADD_OFFSET_DN``."""
+
+POLARISATIONS: tuple[str, ...] = ("VV", "VH", "HH", "HV")
+"""Sentinel-1 polarisations: plain in backscatter items, ``COH_`` prefixed in coherence items."""
 
 _BY_NAME: dict[str, BandSpec] = {spec.name: spec for spec in BANDS}
 
@@ -131,8 +128,6 @@ for _spec in BANDS:
     for _alias in (_spec.name, *_spec.aliases):
         _ALIASES[_alias.lower()] = _spec.name
 
-# Sentinel-1 polarisations: plain in backscatter items, prefixed in coherence items.
-_POLARISATIONS = ("VV", "VH", "HH", "HV")
 _RES_SUFFIX = re.compile(r"^(?P<name>.+?)[_-](?P<res>\d{1,3})m$", re.IGNORECASE)
 _ZERO_PADDED = re.compile(r"^b0?(\d{1,2}a?)$", re.IGNORECASE)
 
@@ -151,7 +146,7 @@ def band_spec(name: str) -> BandSpec:
 def _lookup(name: str, card: Card | None) -> str | None:
     key = name.strip().lower()
     found: str | None
-    if key.startswith("coh_") and key[4:].upper() in _POLARISATIONS:
+    if key.startswith("coh_") and key[4:].upper() in POLARISATIONS:
         found = f"COH_{key[4:].upper()}"
     else:
         found = _ALIASES.get(key)
@@ -162,7 +157,7 @@ def _lookup(name: str, card: Card | None) -> str | None:
             found = _ALIASES.get(f"b{number:02d}a" if digits.endswith("A") else f"b{number:02d}")
     if found is None or card is None or _BY_NAME[found].card == card:
         return found
-    if card == "c6" and found in _POLARISATIONS:
+    if card == "c6" and found in POLARISATIONS:
         return f"COH_{found}"
     return None
 
