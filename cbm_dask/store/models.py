@@ -1,5 +1,9 @@
 """SQLAlchemy 2 models of the cbm schema (the migrations in ``migrations/`` create it).
 
+The migrations are the record of what is deployed; these models describe the same
+schema for the code and for Alembic, and ``tests/test_schema.py`` fails when the two
+disagree (``docs/decisions/0009-one-schema.md``).
+
 Signatures are one row per parcel and image with every band's statistics and
 the SCL histogram in arrays, partitioned LIST on ``dataset_id`` (one partition
 per country-year dataset, created with the dataset) and each dataset partition
@@ -28,6 +32,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
+    text,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -50,6 +55,10 @@ __all__ = [
 EXTRACTION_STATES = ("pending", "running", "extracted", "failed")
 TRAFFIC_LIGHTS = ("green", "yellow", "red")
 
+# The library writes with SQL and COPY, not the ORM: the database itself fills a
+# JSON column an INSERT or COPY leaves out, as the migrations declare.
+_EMPTY_JSON = text("'{}'::jsonb")
+
 
 class Base(DeclarativeBase):
     """Declarative base of all cbm tables."""
@@ -71,8 +80,8 @@ class Dataset(Base):
     source_file: Mapped[str] = mapped_column(Text)
     layer: Mapped[str | None] = mapped_column(Text)
     column_mapping: Mapped[dict[str, Any]] = mapped_column(JSONB)
-    parcel_count: Mapped[int] = mapped_column(Integer, default=0)
-    load_report: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+    parcel_count: Mapped[int] = mapped_column(Integer, server_default="0")
+    load_report: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=_EMPTY_JSON)
     created_at: Mapped[dt.datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now()
     )
@@ -106,7 +115,7 @@ class Parcel(Base):
     # Native CRS of the dataset (SRID per row, equal to datasets.srid); map and
     # catalogue queries transform their window or extent, not the parcels.
     geom: Mapped[Any] = mapped_column(Geometry("MULTIPOLYGON", srid=-1, spatial_index=False))
-    attributes: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+    attributes: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=_EMPTY_JSON)
 
 
 class Image(Base):
@@ -183,13 +192,18 @@ class Signature(Base):
     __tablename__ = "signatures"
     __table_args__ = {"postgresql_partition_by": "LIST (dataset_id)"}
 
-    dataset_id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    pid: Mapped[int] = mapped_column(Integer, primary_key=True)
-    image_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # The partitioned table has no key of its own: each monthly leaf has the key
+    # (pid, image_id), which a key on the parent would have to widen with the
+    # partition columns.  The ORM identity of a row is still (dataset_id, pid, image_id).
+    dataset_id: Mapped[int] = mapped_column(Integer)
+    pid: Mapped[int] = mapped_column(Integer)
+    image_id: Mapped[int] = mapped_column(Integer)
     acquired: Mapped[dt.date] = mapped_column(Date)
     count: Mapped[list[int]] = mapped_column(ARRAY(Integer))
     stats: Mapped[list[list[float]]] = mapped_column(ARRAY(REAL, dimensions=2))
     scl: Mapped[list[int] | None] = mapped_column(ARRAY(Integer))
+
+    __mapper_args__ = {"primary_key": [dataset_id, pid, image_id]}
 
 
 class Marker(Base):
@@ -211,7 +225,7 @@ class Marker(Base):
     date_main: Mapped[dt.date | None] = mapped_column(Date)
     date_end: Mapped[dt.date | None] = mapped_column(Date)
     confidence: Mapped[float | None] = mapped_column(REAL)
-    values: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+    values: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=_EMPTY_JSON)
     method: Mapped[str] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now()
@@ -234,8 +248,8 @@ class Decision(Base):
     dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"))
     pid: Mapped[int] = mapped_column(Integer)
     light: Mapped[str] = mapped_column(Text)
-    reasons: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
-    evidence: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+    reasons: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=_EMPTY_JSON)
+    evidence: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=_EMPTY_JSON)
     rule_set: Mapped[str] = mapped_column(Text)
     decided_at: Mapped[dt.datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now()
