@@ -1,6 +1,6 @@
 # cbm_dask: two commands on a bare Debian/Ubuntu machine:
 #   make demo   set up everything and run the demo end to end
-#   make test   set up everything and run the whole test suite
+#   make test   set up everything, lint, and run the whole test suite
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -8,11 +8,13 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.cbm-installed
 SYSTEM_STAMP := $(VENV)/.cbm-system
 
-.PHONY: setup demo test lint bench clean-services help
+.PHONY: setup demo test test-fast test-random lint bench clean-services help
 
 help:
 	@echo "make demo   - set up and run the demo on embedded defaults"
-	@echo "make test   - set up and run the test suite"
+	@echo "make test   - set up, lint and run the whole test suite"
+	@echo "make test-fast   - the tests that need no server, no real data and little time"
+	@echo "make test-random - the whole test suite once in random order"
 	@echo "make lint   - ruff and mypy"
 	@echo "make bench  - run the benchmarks (results go to docs/benchmarks.md by hand)"
 
@@ -33,8 +35,17 @@ $(STAMP): pyproject.toml $(SYSTEM_STAMP)
 demo: setup
 	$(BIN)/cbm demo
 
-test: setup
+# Lanes: see tests/README.md.
+FAST := not services and not realdata and not slow
+
+test: setup lint
 	$(BIN)/python -m pytest
+
+test-fast: setup
+	$(BIN)/python -m pytest -m "$(FAST)"
+
+test-random: setup
+	$(BIN)/python -m pytest -p randomly
 
 lint: setup
 	$(BIN)/ruff check cbm_dask tests benchmarks

@@ -32,7 +32,7 @@ from cbm_dask.cli.main import cli
 from cbm_dask.errors import InputError, ServiceError
 from cbm_dask.load.gdal_env import capture_gdal_env, configure_odc_stac
 from cbm_dask.services.s3 import S3Settings, s3_client
-from tests.conftest import REAL_DATA, free_port
+from tests._helpers import REAL_DATA, free_port
 
 KEMPEN_S2 = REAL_DATA / "s2_l2a_flanders_kempen_2022_2023"
 KEMPEN_S1 = REAL_DATA / "s1_flanders_kempen_2023"
@@ -90,6 +90,7 @@ def test_scl_percentages_follow_earth_search() -> None:
     assert scl_properties({0: 10}) == {"s2:nodata_pixel_percentage": 100.0}
 
 
+@pytest.mark.realdata
 def test_small_converters() -> None:
     assert nodata_json(float("nan")) == "nan" and nodata_json(0.0) == 0
     assert nodata_json(None) is None
@@ -110,6 +111,7 @@ def test_small_converters() -> None:
     assert grown["extent"]["temporal"]["interval"][0][0] == "2022-12-31T00:00:00Z"
 
 
+@pytest.mark.realdata
 def test_raster_without_crs_is_refused() -> None:
     with rasterio.open(KEMPEN_S2 / "cogs" / "2023-04-05" / "B04.tif") as src:
         profile = dict(src.profile)
@@ -118,6 +120,7 @@ def test_raster_without_crs_is_refused() -> None:
         RasterInfo.from_profile("band B04 (x.tif)", {**profile, "crs": None})
 
 
+@pytest.mark.realdata
 def test_safe_metadata_of_the_irish_product() -> None:
     safe = parse_safe_metadata((IRELAND / "metadata" / "MTD_MSIL2A.xml").read_text(),
                                (IRELAND / "metadata" / "MTD_TL.xml").read_text())
@@ -127,6 +130,7 @@ def test_safe_metadata_of_the_irish_product() -> None:
     assert safe.relative_orbit == 23 and safe.sun_zenith is not None
 
 
+@pytest.mark.realdata
 def test_plan_of_the_real_folders_without_services() -> None:
     plan = plan_directory(REAL_DATA, bucket="b")
     assert plan.layout == "cogs"
@@ -162,7 +166,8 @@ def test_publish_real_folders_and_search(published: Any, stac_api: str) -> None:
     assert len(s1) == 10 and all(i.startswith("flanders-kempen_S1_IW_202304") for i in s1)
     autumn = search_ids(stac_api, collections=["sentinel-2-l2a"],
                         bbox=[4.26, 51.30, 4.27, 51.32], datetime="2023-10-01/2023-12-31")
-    assert len(autumn) == 19
+    # the real Waasland scenes; a world published by another test may lie there too
+    assert len([i for i in autumn if i.startswith("antwerp-waasland_S2_")]) == 19
     clear = search_ids(stac_api, collections=["sentinel-2-l2a"], bbox=KEMPEN_BBOX,
                        query={"eo:cloud_cover": {"lt": 10}})
     assert "flanders-kempen_S2_31UFS_20230405_L2A" in clear  # a clear day (README)
@@ -380,6 +385,7 @@ def test_publish_a_world_rewrites_hrefs_and_keeps_the_rest(
         "sentinel-2-l2a/S2B_31UES_20231002_0_L2A/scl.tif"]
 
 
+@pytest.mark.realdata
 def test_world_with_a_missing_cog_or_no_projection_is_refused(tmp_path: Path) -> None:
     with pytest.raises(InputError, match=r"item 'S2B_31UES_20231002_0_L2A' asset 'scl'.*"
                                          r"scl\.tif, which does not exist"):

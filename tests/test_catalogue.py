@@ -33,8 +33,14 @@ from cbm_dask.errors import DatasetNotFoundError, InputError, ServiceError
 from cbm_dask.load.cube import load_cube
 from cbm_dask.store.engine import get_engine
 from cbm_dask.store.parcels import load_parcel_file
-from tests.conftest import LPIS, REAL_DATA, free_port
-from tests.test_cube import IRELAND, earth_search_item, ireland_item
+from tests._helpers import (
+    IRELAND_WINDOW,
+    LPIS,
+    REAL_DATA,
+    earth_search_item,
+    free_port,
+    ireland_item,
+)
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore::PendingDeprecationWarning"),
@@ -61,10 +67,12 @@ def _one(prefix: str) -> dict[str, Any]:
 # normalisation (pure)
 
 
+@pytest.mark.realdata
 def test_every_real_item_is_there() -> None:
     assert len(ITEM_FILES) >= 16
 
 
+@pytest.mark.realdata
 @pytest.mark.parametrize("path", ITEM_FILES, ids=lambda p: p.name[:60])
 def test_every_real_item_normalises(path: Path) -> None:
     raw = json.loads(path.read_text())
@@ -95,6 +103,7 @@ def test_every_real_item_normalises(path: Path) -> None:
     assert back.band_assets() == bands and back.footprint.equals(record.footprint)
 
 
+@pytest.mark.realdata
 def test_cdse_stac_11_item() -> None:
     record = normalise_item(_item(CDSE))
     assert (record.card, record.tile, record.epsg, record.orbit) == ("s2", "33UWP", 32633, 122)
@@ -108,6 +117,7 @@ def test_cdse_stac_11_item() -> None:
     assert red.transform == (10, 0, 499980, 0, -10, 5400000) and red.shape == (10980, 10980)
 
 
+@pytest.mark.realdata
 def test_earth_search_v1_and_collection_1_items() -> None:
     v1 = normalise_item(_one("earth-search-v1_sentinel-2-l2a__S2B_20EPT"))
     c1 = normalise_item(_one("earth-search-v1_sentinel-2-c1-l2a__S2B_T20EPT"))
@@ -123,6 +133,7 @@ def test_earth_search_v1_and_collection_1_items() -> None:
     assert v1.band_assets()["AOT"].scale == pytest.approx(0.001)
 
 
+@pytest.mark.realdata
 def test_earth_search_v0_planetary_and_stactools_items() -> None:
     v0 = normalise_item(_one("odc-stac__S2A_28QCH"))
     assert (v0.tile, v0.epsg, v0.processing_baseline, v0.orbit) == ("28QCH", 32628, "02.14", 123)
@@ -136,6 +147,7 @@ def test_earth_search_v0_planetary_and_stactools_items() -> None:
     assert stactools.band_assets()["SCL"].key == "scl"
 
 
+@pytest.mark.realdata
 def test_sentinel1_grd_item() -> None:
     record = normalise_item(_one(S1_GRD))
     assert (record.card, record.tile, record.orbit, record.epsg) == ("bs", None, 56, 4326)
@@ -143,6 +155,7 @@ def test_sentinel1_grd_item() -> None:
     assert record.band_assets()["HH"].nodata == 0
 
 
+@pytest.mark.realdata
 def test_baseline_derived_from_the_product_id() -> None:
     raw = _item(CDSE)
     del raw["properties"]["processing:version"]
@@ -152,6 +165,7 @@ def test_baseline_derived_from_the_product_id() -> None:
     assert normalise_item(pc).processing_baseline == "02.12"  # s2:product_uri N0212
 
 
+@pytest.mark.realdata
 def test_baseline_0400_without_raster_extension_gets_the_boa_offset() -> None:
     pc = _one(PC_59VPE)
     pc["properties"]["s2:processing_baseline"] = "04.00"
@@ -159,6 +173,7 @@ def test_baseline_0400_without_raster_extension_gets_the_boa_offset() -> None:
     assert normalise_item(pc).band_assets()["SCL"].offset == 0
 
 
+@pytest.mark.realdata
 def test_item_without_projection_is_refused_by_id() -> None:
     raw = _one(S1_GRD)
     del raw["properties"]["proj:epsg"]
@@ -166,6 +181,7 @@ def test_item_without_projection_is_refused_by_id() -> None:
         normalise_item(raw)
 
 
+@pytest.mark.realdata
 def test_unsupported_items_are_refused() -> None:
     raw = _item(CDSE)
     raw["properties"]["product:type"] = "S2MSI1C"
@@ -181,6 +197,7 @@ def test_unsupported_items_are_refused() -> None:
                         "geometry": None, "bbox": [0, 0, 1, 1], "assets": {}})
 
 
+@pytest.mark.realdata
 def test_pystac_items_normalise_like_dicts() -> None:
     import pystac
 
@@ -314,7 +331,7 @@ def test_pending_extractions_list_and_cube_from_rows(ireland_dataset: str) -> No
     assert [r.item_id for r in rows] == [record.item_id] and rows[0].image_id is not None
     cube = load_cube(rows, bands=["SCL"])
     assert list(cube.groups[20]["image_id"].values) == [rows[0].image_id]
-    with rasterio.open(IRELAND / "SCL_20m.tif") as src:
+    with rasterio.open(IRELAND_WINDOW / "SCL_20m.tif") as src:
         assert (cube["SCL"].isel(time=0).values == src.read(1)).all()
 
     result = CliRunner().invoke(cli, ["catalog", "list", "-d", ireland_dataset, "--json"])

@@ -12,21 +12,23 @@ import dask
 import numpy as np
 import pytest
 import rasterio
-import shapely
-import shapely.geometry
 from affine import Affine
-from pyproj import Transformer
 
 from cbm_dask.catalogue.normalise import ImageRecord, normalise_item
 from cbm_dask.errors import InputError
-from cbm_dask.load.bands import canonical_band, parse_asset_key
 from cbm_dask.load.cube import _task_env, load_cube, native_geobox, solar_day, split_by_epsg
+from cbm_dask.sentinel.bands import canonical_band, parse_asset_key
+from tests._helpers import (
+    IRELAND_WINDOW,
+    KEMPEN_COGS,
+    KEMPEN_S1_COGS,
+    cdse_item,
+    earth_search_item,
+    ireland_item,
+    planetary_item,
+    s1_item,
+)
 
-REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real"
-KEMPEN = REAL / "s2_l2a_flanders_kempen_2022_2023" / "cogs"
-KEMPEN_S1 = REAL / "s1_flanders_kempen_2023" / "cogs"
-IRELAND = REAL / "s2_l2a_ireland_T29UNU_20221005" / "cogs_window"
-COG = "image/tiff; application=geotiff; profile=cloud-optimized"
 INVALID = (0, 1, 3, 8, 9, 10, 11)
 
 pytestmark = [
@@ -34,161 +36,17 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore::DeprecationWarning:odc.*"),
 ]
 
-ES_KEYS = {"B01": "coastal", "B02": "blue", "B03": "green", "B04": "red", "B08": "nir",
-           "B11": "swir16", "SCL": "scl", "AOT": "aot"}
-
-
-# ---------------------------------------------------------------------------
-# items of the real catalogues' shapes pointing at the real local COGs
-
-
-def _grid(path: Path) -> tuple[int, list[float], list[int], Any]:
-    with rasterio.open(path) as src:
-        return src.crs.to_epsg(), list(src.transform)[:6], [src.height, src.width], src.bounds
-
-
-def _footprint(bounds: Any, epsg: int) -> dict[str, Any]:
-    to_4326 = Transformer.from_crs(epsg, 4326, always_xy=True)
-    x0, y0, x1, y1 = bounds
-    ring = [to_4326.transform(x, y) for x, y in [(x0, y0), (x1, y0), (x1, y1), (x0, y1)]]
-    return shapely.geometry.mapping(shapely.Polygon(ring))
-
-
-def _bbox(bounds: Any, epsg: int) -> list[float]:
-    return list(shapely.geometry.shape(_footprint(bounds, epsg)).bounds)
-
 
 def _read(path: Path) -> np.ndarray:
     with rasterio.open(path) as src:
         return src.read(1)
 
 
-def earth_search_item(date: str, *, offset: float = -0.1, harmonised: bool | None = None,
-                      hour: str = "10:47:00", suffix: str = "") -> dict[str, Any]:
-    """Earth Search v1 / c1 shape: common-name keys, raster:bands scale/offset, proj:epsg."""
-    assets: dict[str, Any] = {}
-    epsg = 0
-    bounds = None
-    for tif in sorted((KEMPEN / date).glob("*.tif")):
-        band = tif.stem
-        epsg, transform, shape, bounds = _grid(tif)
-        raster: dict[str, Any] = {"nodata": 0, "data_type": "uint8" if band == "SCL" else "uint16",
-                                  "spatial_resolution": transform[0]}
-        if band not in ("SCL", "AOT"):
-            raster.update(scale=0.0001, offset=offset)
-        assets[ES_KEYS[band]] = {"href": str(tif), "type": COG, "roles": ["data"],
-                                 "proj:shape": shape, "proj:transform": transform,
-                                 "raster:bands": [raster]}
-    props: dict[str, Any] = {
-        "datetime": f"{date}T{hour}Z", "platform": "sentinel-2a", "constellation": "sentinel-2",
-        "proj:epsg": epsg, "grid:code": "MGRS-31UFS", "eo:cloud_cover": 12.5,
-        "s2:processing_baseline": "05.09", "sat:relative_orbit": 51,
-    }
-    if harmonised is not None:
-        props["earthsearch:boa_offset_applied"] = harmonised
-    return {"type": "Feature", "stac_version": "1.0.0",
-            "id": f"S2A_31UFS_{date.replace('-', '')}_0_L2A{suffix}",
-            "collection": "sentinel-2-c1-l2a", "geometry": _footprint(bounds, epsg),
-            "bbox": _bbox(bounds, epsg), "properties": props, "assets": assets, "links": []}
-
-
-def cdse_item(date: str) -> dict[str, Any]:
-    """CDSE STAC 1.1 shape: ``B04_10m`` keys, ``bands``, asset-level proj:code and raster:*."""
-    assets: dict[str, Any] = {}
-    epsg = 0
-    bounds = None
-    for tif in sorted((KEMPEN / date).glob("*.tif")):
-        band = tif.stem
-        epsg, transform, shape, bounds = _grid(tif)
-        asset: dict[str, Any] = {
-            "href": str(tif), "type": COG, "roles": ["data", "sampling:original"],
-            "proj:code": f"EPSG:{epsg}", "proj:shape": shape, "proj:transform": transform,
-            "nodata": 0, "data_type": "uint8" if band == "SCL" else "uint16",
-            "bands": [{"name": band}],
-        }
-        if band not in ("SCL", "AOT"):
-            asset.update({"raster:scale": 0.0001, "raster:offset": -0.1})
-        assets[f"{band}_20m" if band == "SCL" else f"{band}_10m"] = asset
-    stamp = date.replace("-", "")
-    return {"type": "Feature", "stac_version": "1.1.0",
-            "id": f"S2A_MSIL2A_{stamp}T104701_N0509_R051_T31UFS_{stamp}T150000",
-            "collection": "sentinel-2-l2a", "geometry": _footprint(bounds, epsg),
-            "bbox": _bbox(bounds, epsg),
-            "properties": {"datetime": f"{date}T10:47:00Z", "platform": "sentinel-2a",
-                           "grid:code": "MGRS-31UFS", "processing:version": "05.09",
-                           "eo:cloud_cover": 12.5, "product:type": "S2MSI2A"},
-            "assets": assets, "links": []}
-
-
-def planetary_item(date: str) -> dict[str, Any]:
-    """Planetary Computer shape: band-id keys, no raster extension (offset from baseline)."""
-    assets: dict[str, Any] = {}
-    epsg = 0
-    bounds = None
-    for tif in sorted((KEMPEN / date).glob("*.tif")):
-        epsg, transform, shape, bounds = _grid(tif)
-        assets[tif.stem] = {"href": str(tif), "type": COG, "roles": ["data"], "gsd": 10.0,
-                            "proj:shape": shape, "proj:transform": transform}
-    stamp = date.replace("-", "")
-    return {"type": "Feature", "stac_version": "1.0.0",
-            "id": f"S2A_MSIL2A_{stamp}T104701_R051_T31UFS_{stamp}T150000",
-            "collection": "sentinel-2-l2a", "geometry": _footprint(bounds, epsg),
-            "bbox": _bbox(bounds, epsg),
-            "properties": {"datetime": f"{date}T10:47:00Z", "platform": "Sentinel-2A",
-                           "proj:epsg": epsg, "s2:mgrs_tile": "31UFS",
-                           "s2:processing_baseline": "05.09", "eo:cloud_cover": 12.5},
-            "assets": assets, "links": []}
-
-
-def ireland_item() -> dict[str, Any]:
-    """Planetary Computer shape over the real T29UNU window: 60 m bands, 20 m SCL/AOT, N0400."""
-    assets: dict[str, Any] = {}
-    epsg = 0
-    bounds = None
-    for tif in sorted(IRELAND.glob("*.tif")):
-        name, res = tif.stem.split("_")
-        epsg, transform, shape, bounds = _grid(tif)
-        key = tif.stem if name in ("SCL", "AOT", "WVP") and res == "60m" else name
-        assets[key] = {"href": str(tif), "type": COG, "roles": ["data"], "gsd": transform[0],
-                       "proj:shape": shape, "proj:transform": transform}
-    return {"type": "Feature", "stac_version": "1.0.0",
-            "id": "S2A_MSIL2A_20221005T115411_R023_T29UNU_20221005T164454",
-            "collection": "sentinel-2-l2a", "geometry": _footprint(bounds, epsg),
-            "bbox": _bbox(bounds, epsg),
-            "properties": {"datetime": "2022-10-05T11:54:11.024Z", "platform": "Sentinel-2A",
-                           "proj:epsg": epsg, "s2:mgrs_tile": "29UNU",
-                           "s2:product_uri": "S2A_MSIL2A_20221005T115411_N0400_R023_T29UNU_"
-                                             "20221005T164454.SAFE",
-                           "sat:relative_orbit": 23, "eo:cloud_cover": 48.1},
-            "assets": assets, "links": []}
-
-
-def s1_item(date: str) -> dict[str, Any]:
-    """Local-archive ``sentinel-1-backscatter`` shape: vv/vh float32 linear gamma0."""
-    assets: dict[str, Any] = {}
-    epsg = 0
-    bounds = None
-    for pol in ("VV", "VH"):
-        tif = KEMPEN_S1 / date / f"{pol}.tif"
-        epsg, transform, shape, bounds = _grid(tif)
-        assets[pol.lower()] = {"href": str(tif), "type": COG, "roles": ["data", "backscatter"],
-                               "proj:code": f"EPSG:{epsg}", "proj:shape": shape,
-                               "proj:transform": transform,
-                               "raster:bands": [{"nodata": "nan", "data_type": "float32"}]}
-    return {"type": "Feature", "stac_version": "1.0.0",
-            "id": f"S1A_IW_GRDH_1SDV_{date.replace('-', '')}T173200",
-            "collection": "sentinel-1-backscatter", "geometry": _footprint(bounds, epsg),
-            "bbox": _bbox(bounds, epsg),
-            "properties": {"datetime": f"{date}T17:32:00Z", "platform": "sentinel-1a",
-                           "constellation": "sentinel-1", "sar:instrument_mode": "IW",
-                           "sar:product_type": "GRD", "sat:relative_orbit": 88},
-            "assets": assets, "links": []}
-
-
 # ---------------------------------------------------------------------------
 # laziness, layout, grids
 
 
+@pytest.mark.realdata
 def test_cube_is_lazy_until_compute(tmp_path: Path) -> None:
     item = earth_search_item("2023-04-05")
     # A missing file with complete grid metadata: building the cube must not open it.
@@ -202,6 +60,7 @@ def test_cube_is_lazy_until_compute(tmp_path: Path) -> None:
         cube["B04"].compute()
 
 
+@pytest.mark.realdata
 def test_dims_coords_and_attrs() -> None:
     items = [earth_search_item(d, harmonised=True) for d in ("2023-04-02", "2023-04-05")]
     cube = load_cube(items, bands=["B04", "B08", "SCL"])
@@ -221,9 +80,10 @@ def test_dims_coords_and_attrs() -> None:
     assert cube["B04"].shape == (2, 66, 64)
 
 
+@pytest.mark.realdata
 def test_ten_metre_grid_is_the_cogs_own() -> None:
     cube = load_cube([earth_search_item("2023-04-05")], bands=["red"])
-    with rasterio.open(KEMPEN / "2023-04-05" / "B04.tif") as src:
+    with rasterio.open(KEMPEN_COGS / "2023-04-05" / "B04.tif") as src:
         transform, shape = src.transform, src.shape
     geobox = cube.groups[10].odc.geobox
     assert geobox.transform == transform
@@ -231,12 +91,13 @@ def test_ten_metre_grid_is_the_cogs_own() -> None:
     assert geobox.resolution.x == 10 and geobox.resolution.y == -10
 
 
+@pytest.mark.realdata
 def test_bbox_cut_snaps_to_the_native_grid() -> None:
     # A box inside the COG that does not fall on pixel edges.
     box = (5.0535, 51.2170, 5.0580, 51.2200)
     cube = load_cube([earth_search_item("2023-04-05")], bands=["red"], bbox=box)
     geobox = cube.groups[10].odc.geobox
-    with rasterio.open(KEMPEN / "2023-04-05" / "B04.tif") as src:
+    with rasterio.open(KEMPEN_COGS / "2023-04-05" / "B04.tif") as src:
         origin = src.transform
         full = src.read(1)
     col = (geobox.transform.c - origin.c) / 10
@@ -246,19 +107,20 @@ def test_bbox_cut_snaps_to_the_native_grid() -> None:
     window = full[int(row): int(row) + geobox.shape[0], int(col): int(col) + geobox.shape[1]]
     values = cube["B04"].isel(time=0).values
     expected = np.where(window == 0, np.nan, window * np.float32(1e-4) - np.float32(0.1))
-    scl = _read(KEMPEN / "2023-04-05" / "SCL.tif")
+    scl = _read(KEMPEN_COGS / "2023-04-05" / "SCL.tif")
     scl = scl[int(row): int(row) + geobox.shape[0], int(col): int(col) + geobox.shape[1]]
     expected[np.isin(scl, INVALID)] = np.nan
     np.testing.assert_allclose(values, expected, rtol=1e-6, atol=1e-7)
 
 
+@pytest.mark.realdata
 def test_twenty_metre_bands_stay_at_twenty_metres() -> None:
     cube = load_cube([ireland_item()], bands=["B04", "nir08", "SCL", "AOT"])
     assert cube.resolutions == (20.0, 60.0)
     assert set(cube.groups[20].data_vars) == {"SCL", "AOT"}
     assert set(cube.groups[60].data_vars) == {"B04", "B8A"}
-    with rasterio.open(IRELAND / "SCL_20m.tif") as scl, \
-            rasterio.open(IRELAND / "B04_60m.tif") as red:
+    with rasterio.open(IRELAND_WINDOW / "SCL_20m.tif") as scl, \
+            rasterio.open(IRELAND_WINDOW / "B04_60m.tif") as red:
         assert cube.groups[20].odc.geobox.transform == scl.transform
         assert cube.groups[20].odc.geobox.shape == scl.shape
         assert cube.groups[60].odc.geobox.transform == red.transform
@@ -291,6 +153,7 @@ def test_band_aliases() -> None:
     assert canonical_band("coh_vh") == "COH_VH" and canonical_band("red", "bs") is None
 
 
+@pytest.mark.realdata
 def test_same_bands_from_every_catalogue_shape() -> None:
     date = "2023-04-05"
     shapes = {"earth-search": earth_search_item(date), "cdse": cdse_item(date),
@@ -308,8 +171,9 @@ def test_same_bands_from_every_catalogue_shape() -> None:
 # values: offsets, masks, S1
 
 
+@pytest.mark.realdata
 def test_boa_offset_removed_as_the_item_declares() -> None:
-    dn = _read(KEMPEN / "2023-04-05" / "B04.tif").astype("float64")
+    dn = _read(KEMPEN_COGS / "2023-04-05" / "B04.tif").astype("float64")
     nodata = dn == 0
     cases = {
         "raster:bands offset -0.1": (earth_search_item("2023-04-05"), dn * 1e-4 - 0.1),
@@ -323,16 +187,18 @@ def test_boa_offset_removed_as_the_item_declares() -> None:
         assert np.isnan(values[nodata]).all(), name
 
 
+@pytest.mark.realdata
 def test_baseline_0400_offset_on_real_l2a() -> None:
     # The Irish product is a real N0400 L2A: DN carry the +1000 BOA offset.
     cube = load_cube([ireland_item()], bands=["B04"], mask_scl=False)
-    dn = _read(IRELAND / "B04_60m.tif").astype("float64")
+    dn = _read(IRELAND_WINDOW / "B04_60m.tif").astype("float64")
     values = cube["B04"].isel(time=0).values
     valid = dn != 0
     np.testing.assert_allclose(values[valid], (dn[valid] - 1000) / 10000, atol=2e-7)
     assert np.isnan(values[~valid]).all()
 
 
+@pytest.mark.realdata
 @pytest.mark.parametrize("classes", [None, (8, 9)])
 def test_scl_mask_is_exactly_the_invalid_classes(classes: tuple[int, ...] | None) -> None:
     dates = ("2022-11-01", "2022-11-11", "2023-01-16")  # cloudy, clear, clear
@@ -340,9 +206,9 @@ def test_scl_mask_is_exactly_the_invalid_classes(classes: tuple[int, ...] | None
     cube = load_cube(items, bands=["B04", "B08"], mask_scl=True if classes is None else classes)
     invalid = INVALID if classes is None else classes
     for step, date in enumerate(dates):
-        scl = _read(KEMPEN / date / "SCL.tif")
+        scl = _read(KEMPEN_COGS / date / "SCL.tif")
         for band in ("B04", "B08"):
-            dn = _read(KEMPEN / date / f"{band}.tif")
+            dn = _read(KEMPEN_COGS / date / f"{band}.tif")
             expected_nan = np.isin(scl, invalid) | (dn == 0)
             values = cube[band].isel(time=step).values
             np.testing.assert_array_equal(np.isnan(values), expected_nan,
@@ -387,28 +253,31 @@ def test_physical_values_are_those_of_the_xarray_expression_bit_for_bit(lazy: bo
     np.testing.assert_array_equal(plain.view("uint32"), floats.view("uint32"))
 
 
+@pytest.mark.realdata
 def test_no_mask_keeps_cloudy_pixels() -> None:
     item = earth_search_item("2022-11-01", harmonised=True)
     values = load_cube([item], bands=["B04"], mask_scl=False)["B04"].values
     assert not np.isnan(values).any()
 
 
+@pytest.mark.realdata
 def test_twenty_metre_scl_masks_sixty_metre_bands_by_nearest_pixel() -> None:
     cube = load_cube([ireland_item()], bands=["B04"])
-    scl20 = _read(IRELAND / "SCL_20m.tif")
+    scl20 = _read(IRELAND_WINDOW / "SCL_20m.tif")
     centre = scl20[1::3, 1::3]  # the 20 m pixel under each 60 m pixel centre
-    dn = _read(IRELAND / "B04_60m.tif")
+    dn = _read(IRELAND_WINDOW / "B04_60m.tif")
     expected_nan = np.isin(centre, INVALID) | (dn == 0)
     np.testing.assert_array_equal(np.isnan(cube["B04"].isel(time=0).values), expected_nan)
     assert 0 < expected_nan.mean() < 1
 
 
+@pytest.mark.realdata
 def test_sentinel1_linear_and_decibels() -> None:
     items = [s1_item(d) for d in ("2023-04-03", "2023-04-05")]
     linear = load_cube(items)
     decibel = load_cube(items, s1_db=True)
     assert linear.card == "bs" and linear.bands == ("VV", "VH")
-    raw = _read(KEMPEN_S1 / "2023-04-05" / "VV.tif")
+    raw = _read(KEMPEN_S1_COGS / "2023-04-05" / "VV.tif")
     np.testing.assert_array_equal(linear["VV"].isel(time=1).values, raw)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -422,6 +291,7 @@ def test_sentinel1_linear_and_decibels() -> None:
 # time grouping
 
 
+@pytest.mark.realdata
 def test_same_solar_day_images_are_fused() -> None:
     early = earth_search_item("2023-04-05", harmonised=True)
     late = earth_search_item("2023-04-05", harmonised=True, hour="10:47:30", suffix="b")
@@ -445,6 +315,7 @@ def test_solar_day_shifts_with_longitude() -> None:
     assert solar_day(late_utc, -60.0) == dt.date(2023, 4, 5)
 
 
+@pytest.mark.realdata
 def test_time_filter_is_inclusive_of_the_end_day() -> None:
     items = [earth_search_item(d) for d in ("2023-04-02", "2023-04-05", "2023-04-07")]
     cube = load_cube(items, bands=["B04"], time=("2023-04-03", "2023-04-05"))
@@ -455,6 +326,7 @@ def test_time_filter_is_inclusive_of_the_end_day() -> None:
 # inputs: records, rows, errors, GDAL environment
 
 
+@pytest.mark.realdata
 def test_catalogue_rows_give_the_same_cube() -> None:
     item = cdse_item("2023-04-05")
     record = normalise_item(item)
@@ -467,6 +339,7 @@ def test_catalogue_rows_give_the_same_cube() -> None:
     assert list(b.groups[10]["image_id"].values) == [42]
 
 
+@pytest.mark.realdata
 def test_bad_inputs_name_what_to_fix() -> None:
     kempen, ireland = earth_search_item("2023-04-05"), ireland_item()
     with pytest.raises(InputError, match="several CRSs.*EPSG:3263"):
@@ -484,6 +357,7 @@ def test_bad_inputs_name_what_to_fix() -> None:
         load_cube([kempen], time=("2024-01-01", None))
 
 
+@pytest.mark.realdata
 def test_gdal_env_travels_with_the_graph() -> None:
     env = _task_env({"AWS_S3_ENDPOINT": "127.0.0.1:8333", "AWS_HTTPS": "NO",
                      "AWS_VIRTUAL_HOSTING": "FALSE", "AWS_ACCESS_KEY_ID": "k",
@@ -545,6 +419,7 @@ def _decoded(cube: Any, band: str) -> np.ndarray:
     return out
 
 
+@pytest.mark.realdata
 @pytest.mark.parametrize("chunks", [None, {"time": 1, "y": 333, "x": 500}])
 def test_stored_values_decode_to_the_cube_bit_for_bit(chunks: dict[str, int] | None) -> None:
     cloudy = earth_search_item("2023-04-05")  # 1 % of its pixels are masked classes
@@ -568,6 +443,7 @@ def test_stored_values_decode_to_the_cube_bit_for_bit(chunks: dict[str, int] | N
             assert 0 < stored.groups[10]["invalid"].values.mean() < 0.5
 
 
+@pytest.mark.realdata
 def test_stored_values_of_sixty_metre_bands_and_a_baseline_offset() -> None:
     item = ireland_item()
     decoded = load_cube([item], bands=["B01", "B09", "SCL"], groupby="item")
@@ -577,6 +453,7 @@ def test_stored_values_of_sixty_metre_bands_and_a_baseline_offset() -> None:
         np.testing.assert_array_equal(_decoded(stored, band), decoded[band].values)
 
 
+@pytest.mark.realdata
 def test_stored_values_where_an_image_covers_part_of_the_grid(tmp_path: Path) -> None:
     """A smaller image's window is read into its part of the grid; the rest is nodata."""
     full = earth_search_item("2023-04-05")
@@ -607,6 +484,7 @@ def test_stored_values_where_an_image_covers_part_of_the_grid(tmp_path: Path) ->
         np.testing.assert_array_equal(_decoded(stored, band), decoded[band].values)
 
 
+@pytest.mark.realdata
 def test_misaligned_assets_are_read_by_odc_stac() -> None:
     from odc.geo.geobox import GeoBox
 
@@ -631,6 +509,7 @@ def test_misaligned_assets_are_read_by_odc_stac() -> None:
     np.testing.assert_array_equal(_decoded(stored, "B09"), decoded["B09"].values)
 
 
+@pytest.mark.realdata
 def test_stored_values_refuse_what_they_cannot_express() -> None:
     a, b = earth_search_item("2023-04-05"), earth_search_item("2023-04-07", offset=0.0)
     with pytest.raises(InputError, match="different scales .* or offsets"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import stat
 import subprocess
@@ -158,7 +159,7 @@ def test_uninitialised_embedded_database_says_how_to_fix(
 
 
 def test_unreachable_database_says_how_to_fix(monkeypatch: pytest.MonkeyPatch) -> None:
-    from tests.conftest import free_port
+    from tests._helpers import free_port
 
     monkeypatch.setenv(
         "CBM_DATABASE_URL", f"postgresql://nobody:x@127.0.0.1:{free_port()}/nothing"
@@ -169,10 +170,11 @@ def test_unreachable_database_says_how_to_fix(monkeypatch: pytest.MonkeyPatch) -
     assert "x@" not in result.output  # the password is never shown
 
 
+@pytest.mark.services
 def test_a_taken_database_port_names_its_owner_and_the_setting(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from tests.conftest import free_port
+    from tests._helpers import free_port
 
     home = Path(tempfile.mkdtemp(prefix="cbm-"))
     monkeypatch.setenv("CBM_HOME", str(home))
@@ -190,9 +192,11 @@ def test_a_taken_database_port_names_its_owner_and_the_setting(
     shutil.rmtree(home, ignore_errors=True)
 
 
+@pytest.mark.services
 def test_embedded_cluster_life_cycle(monkeypatch: pytest.MonkeyPatch) -> None:
     """A second, short-lived cluster: up, status, down, up again keeps the data."""
-    from tests.conftest import free_port, stop_pid
+    from cbm_dask.services._process import stop_daemon
+    from tests._helpers import free_port
 
     home = Path(tempfile.mkdtemp(prefix="cbm-"))  # short: unix socket paths are limited
     monkeypatch.setenv("CBM_HOME", str(home))
@@ -220,7 +224,7 @@ def test_embedded_cluster_life_cycle(monkeypatch: pytest.MonkeyPatch) -> None:
         finally:
             pid = cluster.pid()
             if pid is not None:
-                stop_pid(pid)
+                stop_daemon(pid, timeout=30, sig=signal.SIGINT)  # fast shutdown
             shutil.rmtree(home, ignore_errors=True)
 
 

@@ -1,4 +1,4 @@
-"""`cbm demo` end to end against the session's real services."""
+"""`cbm demo` end to end against the session's real services, and the notebook on its result."""
 
 from __future__ import annotations
 
@@ -6,21 +6,31 @@ import re
 import runpy
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
 from cbm_dask.cli.main import cli
 from cbm_dask.demo import LPIS_SAMPLES, WORLD_DATASET
 from cbm_dask.store.engine import get_engine
-from tests.conftest import REAL_DATA
+from tests._helpers import REAL_DATA, empty_database
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "batch_reduction.py"
 
+pytestmark = pytest.mark.slow
 
-def test_demo_runs_end_to_end(stac_api: str, fresh_db: str) -> None:
+
+@pytest.fixture(scope="module")
+def demo_output(stac_api: str, postgis: str) -> str:
+    """The output of one `cbm demo` on an emptied database; what every test here looks at."""
+    empty_database(postgis)
     result = CliRunner().invoke(cli, ["demo", "--data", str(REAL_DATA)])
     assert result.exit_code == 0, result.output
-    out = result.output
+    return result.output
+
+
+def test_demo_runs_end_to_end(demo_output: str) -> None:
+    out = demo_output
     assert "15 datasets loaded" in out
     assert re.search(r"stac\s+│ running", out)
     assert f"dataset {WORLD_DATASET}: 200 declared parcels" in out
@@ -53,7 +63,7 @@ def test_demo_runs_end_to_end(stac_api: str, fresh_db: str) -> None:
     assert re.search(r"world\s+│ 130\s+│ 0\s+│ 465", again.output)
 
 
-def test_batch_reduction_notebook_runs(stac_api: str) -> None:
+def test_batch_reduction_notebook_runs(demo_output: str) -> None:
     """The analyst notebook, run as a script on what the demo left in the database."""
     namespace = runpy.run_path(str(NOTEBOOK))
     assert namespace["report"].failed == 0

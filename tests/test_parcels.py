@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
@@ -28,10 +29,13 @@ from cbm_dask.store.parcels import (
     list_datasets,
     load_parcel_file,
 )
-from tests.conftest import LPIS
+from tests._helpers import FLANDERS_PARCELS, LPIS
 
-NORMALISED = gpd.read_parquet(LPIS / "all_samples_normalized_4326.parquet")
-SMALL = LPIS / "be_vlg_landbouwgebruikspercelen_2023" / "parcels.gpkg"
+
+@functools.cache
+def _normalised() -> gpd.GeoDataFrame:
+    """The published normalised samples, read on first use (collecting needs no data)."""
+    return gpd.read_parquet(LPIS / "all_samples_normalized_4326.parquet")
 
 
 def _count(dataset: str) -> int:
@@ -62,7 +66,8 @@ def test_every_real_sample_loads(fresh_db: str, sample, tmp_path: Path) -> None:
     assert result.crs == f"EPSG:{source.crs.to_epsg()}"
     info = dataset_info(sample.dataset)
     assert info["parcels"] == len(source)
-    expected = NORMALISED.loc[NORMALISED["dataset"] == sample.dataset, "area_m2"]
+    normalised = _normalised()
+    expected = normalised.loc[normalised["dataset"] == sample.dataset, "area_m2"]
     if len(expected):
         assert info["area_m2"]["total"] == pytest.approx(expected.sum(), rel=1e-4)
     # native geometry keeps its SRID; its extent in EPSG:4326 lies where the source says
@@ -123,7 +128,7 @@ def test_tiny_parcels_are_kept(fresh_db: str) -> None:
 
 @pytest.mark.parametrize("suffix", [".shp", ".geojson", ".fgb", ".parquet", ".gpkg"])
 def test_any_ogr_format_loads(fresh_db: str, tmp_path: Path, suffix: str) -> None:
-    frame = gpd.read_file(SMALL)
+    frame = gpd.read_file(FLANDERS_PARCELS)
     path = tmp_path / f"parcels{suffix}"
     if suffix == ".parquet":
         frame.to_parquet(path)
@@ -140,7 +145,7 @@ def test_any_ogr_format_loads(fresh_db: str, tmp_path: Path, suffix: str) -> Non
 
 
 def test_shapefile_encoding_option(fresh_db: str, tmp_path: Path) -> None:
-    frame = gpd.read_file(SMALL)[["REF_ID", "GWSNAM_H", "geometry"]]
+    frame = gpd.read_file(FLANDERS_PARCELS)[["REF_ID", "GWSNAM_H", "geometry"]]
     path = tmp_path / "latin.shp"
     frame.to_file(path, encoding="cp1252")
     path.with_suffix(".cpg").unlink()  # an old shapefile that does not declare it
@@ -203,18 +208,18 @@ def test_bad_rows_are_repaired_or_rejected_with_a_report(fresh_db: str, tmp_path
 
 
 def test_existing_dataset_needs_replace(fresh_db: str) -> None:
-    load_parcel_file(SMALL, "be")
+    load_parcel_file(FLANDERS_PARCELS, "be")
     with pytest.raises(DatasetExistsError, match="--replace"):
-        load_parcel_file(SMALL, "be")
+        load_parcel_file(FLANDERS_PARCELS, "be")
     assert _count("be") == 100
-    result = load_parcel_file(SMALL, "be", replace=True)
+    result = load_parcel_file(FLANDERS_PARCELS, "be", replace=True)
     assert result.loaded == 100 and _count("be") == 100
 
 
 def test_failed_load_changes_nothing(fresh_db: str, tmp_path: Path) -> None:
     """A load that fails inside COPY (a NUL byte PostgreSQL cannot store) rolls back whole."""
-    load_parcel_file(SMALL, "be")
-    frame = gpd.read_file(SMALL)
+    load_parcel_file(FLANDERS_PARCELS, "be")
+    frame = gpd.read_file(FLANDERS_PARCELS)
     frame.loc[50, "GWSNAM_H"] = "bad\x00name"
     path = tmp_path / "nul.parquet"
     frame.to_parquet(path)
@@ -252,12 +257,12 @@ def test_undecidable_id_column_names_candidates_and_flag(fresh_db: str) -> None:
     with pytest.raises(ColumnDetectionError, match="--id-column"):
         load_parcel_file(nl, "nl")
     with pytest.raises(ColumnDetectionError, match="--crop-code-column nope: no such column"):
-        load_parcel_file(SMALL, "be", crop_code_column="nope")
+        load_parcel_file(FLANDERS_PARCELS, "be", crop_code_column="nope")
     assert _dataset_names() == []
 
 
 def test_layers_and_crs_must_be_decidable(fresh_db: str, tmp_path: Path) -> None:
-    frame = gpd.read_file(SMALL)
+    frame = gpd.read_file(FLANDERS_PARCELS)
     two = tmp_path / "two.gpkg"
     frame.to_file(two, layer="a")
     frame.iloc[:10].to_file(two, layer="b")
@@ -284,17 +289,17 @@ def test_layers_and_crs_must_be_decidable(fresh_db: str, tmp_path: Path) -> None
 
 def test_bad_dataset_name(fresh_db: str) -> None:
     with pytest.raises(InputError, match="--dataset"):
-        load_parcel_file(SMALL, "no spaces; please")
+        load_parcel_file(FLANDERS_PARCELS, "no spaces; please")
 
 
 @pytest.mark.parametrize("suffix", [".parquet", ".gpkg", ".fgb"])
 def test_export_round_trips(fresh_db: str, tmp_path: Path, suffix: str) -> None:
-    load_parcel_file(SMALL, "be")
+    load_parcel_file(FLANDERS_PARCELS, "be")
     target = export_parcels("be", tmp_path / f"out{suffix}")
     back = gpd.read_file(target) if suffix != ".parquet" else gpd.read_parquet(target)
     assert len(back) == 100
     assert back.crs.to_epsg() == 31370
-    source = gpd.read_file(SMALL)
+    source = gpd.read_file(FLANDERS_PARCELS)
     source = source.set_index(source["REF_ID"].astype(str))
     back = back.set_index("parcel_id")
     assert back.loc[source.index, "geometry"].area.sum() == pytest.approx(
@@ -309,12 +314,13 @@ def test_export_round_trips(fresh_db: str, tmp_path: Path, suffix: str) -> None:
 def test_parcels_cli(fresh_db: str, tmp_path: Path) -> None:
     runner = CliRunner()
     result = runner.invoke(
-        cli, ["parcels", "load", str(SMALL), "--dataset", "be", "--aoi", "BE-VLG", "--json"]
+        cli, ["parcels", "load", str(FLANDERS_PARCELS), "--dataset", "be", "--aoi", "BE-VLG",
+              "--json"]
     )
     assert result.exit_code == 0, result.output
     summary = json.loads(result.output)
     assert summary["loaded"] == 100 and summary["columns"]["id"] == ["REF_ID"]
-    result = runner.invoke(cli, ["parcels", "load", str(SMALL), "--dataset", "be"])
+    result = runner.invoke(cli, ["parcels", "load", str(FLANDERS_PARCELS), "--dataset", "be"])
     assert result.exit_code == 1
     assert "--replace" in result.output and "Traceback" not in result.output
     result = runner.invoke(cli, ["parcels", "info", "--dataset", "be", "--json"])
@@ -339,6 +345,7 @@ def test_parcels_cli(fresh_db: str, tmp_path: Path) -> None:
     assert result.exit_code == 0 and _dataset_names() == []
 
 
+@pytest.mark.realdata
 def test_areas_are_those_of_the_parcels_as_drawn() -> None:
     """Scale-at-centroid areas equal densified reprojection on every real sample."""
     from cbm_dask.zones.validate import _as_multipolygons, multipolygon_areas
@@ -354,7 +361,7 @@ def test_areas_are_those_of_the_parcels_as_drawn() -> None:
 
 
 def test_one_native_geometry_with_its_srid_and_a_gist_index(fresh_db: str) -> None:
-    load_parcel_file(SMALL, "be")
+    load_parcel_file(FLANDERS_PARCELS, "be")
     with get_engine().connect() as conn:
         columns = conn.execute(sa.text(
             "SELECT column_name FROM information_schema.columns WHERE table_name = 'parcels' "
@@ -372,7 +379,7 @@ def test_one_native_geometry_with_its_srid_and_a_gist_index(fresh_db: str) -> No
     assert "USING gist (geom)" in indexes["ix_parcels_geom"]
     assert "ix_parcels_dataset_crop" not in indexes
     assert sum("USING gist (geom)" in d for d in partition.values()) == 1
-    source = gpd.read_file(SMALL)
+    source = gpd.read_file(FLANDERS_PARCELS)
     source = source.set_index(source["REF_ID"].astype(str))
     assert row[0] == 31370 and row[1] is True
     assert row[2] == pytest.approx(source.loc[source.index.min()].geometry.area, rel=1e-12)
@@ -381,7 +388,7 @@ def test_one_native_geometry_with_its_srid_and_a_gist_index(fresh_db: str) -> No
 def test_migration_0003_keeps_loaded_parcels(fresh_db: str) -> None:
     from cbm_dask.store import migrate
 
-    load_parcel_file(SMALL, "be")
+    load_parcel_file(FLANDERS_PARCELS, "be")
     try:
         migrate.downgrade("0002")
         with get_engine().connect() as conn:
@@ -442,7 +449,7 @@ def test_an_invalid_parcel_with_a_duplicated_id_is_rejected_not_repaired(
 def test_a_file_whose_every_repair_leaves_no_polygon_changes_nothing(
     fresh_db: str, tmp_path: Path
 ) -> None:
-    load_parcel_file(SMALL, "be")
+    load_parcel_file(FLANDERS_PARCELS, "be")
     flat = shapely.Polygon([(0, 0), (1, 1), (2, 2), (0, 0)])  # make_valid: a line
     frame = gpd.GeoDataFrame({"parcel_id": ["f1", "f2"]}, geometry=[flat, flat],
                              crs="EPSG:32631")

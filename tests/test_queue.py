@@ -23,9 +23,8 @@ from cbm_dask.store.queue import (
     reset_failed,
     write_image_result,
 )
-from tests.conftest import LPIS
+from tests._helpers import FLANDERS_PARCELS
 
-SMALL = LPIS / "be_vlg_landbouwgebruikspercelen_2023" / "parcels.gpkg"
 STATS = ("mean", "std", "min", "max", "p25", "p50", "p75")
 
 
@@ -43,7 +42,7 @@ def _add_images(conn: sa.Connection, n: int) -> list[int]:
 
 
 def _make(n: int) -> tuple[int, list[int], list[int]]:
-    result = load_parcel_file(SMALL, "queue")
+    result = load_parcel_file(FLANDERS_PARCELS, "queue")
     with get_engine().begin() as conn:
         conn.execute(sa.text("DELETE FROM images"))
         images = _add_images(conn, n)

@@ -41,7 +41,7 @@ from cbm_dask.services._process import (
 )
 from cbm_dask.services.s3 import S3Settings, SeaweedService, embedded_identity, ensure_bucket
 from cbm_dask.services.stac import StacService, stac_url
-from tests.conftest import REAL_DATA, free_port, s3_port_settings
+from tests._helpers import REAL_DATA, free_port, s3_port_settings
 
 COG = REAL_DATA / "s2_l2a_flanders_kempen_2022_2023" / "cogs" / "2023-04-05" / "B04.tif"
 
@@ -408,6 +408,7 @@ def occupy(port: int) -> subprocess.Popen[str]:
     return holder
 
 
+@pytest.mark.services
 def test_a_taken_port_names_its_owner_and_the_setting(homes: Path) -> None:
     env = clean_env(homes / "home", low_port_env())
     stac_port = int(env["DASK_CBM__STAC__PORT"])
@@ -434,6 +435,8 @@ def test_a_taken_port_names_its_owner_and_the_setting(homes: Path) -> None:
     assert processes_of(homes / "home") == []
 
 
+@pytest.mark.slow
+@pytest.mark.services
 @pytest.mark.timeout(1800)
 def test_twenty_up_down_cycles_in_fresh_homes(homes: Path) -> None:
     """`cbm services up` then `down`, 20 times, each in a new CBM_HOME, on the same ports."""

@@ -17,9 +17,8 @@ from cbm_dask.store.engine import get_engine, libpq_dsn
 from cbm_dask.store.parcels import load_parcel_file
 from cbm_dask.store.signatures import STATISTICS, copy_image_rows, image_rows
 from cbm_dask.store.timeseries import parcel_time_series
-from tests.conftest import LPIS
+from tests._helpers import FLANDERS_PARCELS
 
-SMALL = LPIS / "be_vlg_landbouwgebruikspercelen_2023" / "parcels.gpkg"
 DATES = ("2024-04-28T10:00:00Z", "2024-05-03T10:00:00Z", "2024-05-31T23:30:00Z",
          "2024-06-02T10:00:00Z")
 
@@ -41,7 +40,7 @@ def _add_images(conn: sa.Connection, dates: tuple[str, ...] = DATES,
 
 @pytest.fixture
 def dataset(fresh_db: str) -> tuple[int, list[int], list[int]]:
-    result = load_parcel_file(SMALL, "be")
+    result = load_parcel_file(FLANDERS_PARCELS, "be")
     with get_engine().begin() as conn:
         conn.execute(sa.text("DELETE FROM images"))
         images = _add_images(conn)
@@ -205,7 +204,7 @@ def test_write_is_atomic_and_replaces(dataset, postgis: str) -> None:  # type: i
 
 def test_migration_moves_band_rows_into_image_rows(fresh_db: str) -> None:
     """Data written in the 0001 layout (one row per band, JSON histograms) survives 0002."""
-    result = load_parcel_file(SMALL, "be_old")
+    result = load_parcel_file(FLANDERS_PARCELS, "be_old")
     dataset_id = result.dataset_id
     with get_engine().connect() as conn:
         pids = conn.execute(sa.text(

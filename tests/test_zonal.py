@@ -22,7 +22,7 @@ from affine import Affine
 from cbm_dask.errors import InputError
 from cbm_dask.reduce import ParcelLabels, build_labels, grid_of, scl_histogram, zonal_stats
 from cbm_dask.reduce.zonal import parse_stats
-from tests.conftest import REAL_DATA
+from tests._helpers import REAL_DATA
 
 KEMPEN = REAL_DATA / "s2_l2a_flanders_kempen_2022_2023" / "cogs"
 ANTWERP = REAL_DATA / "s2_l2a_antwerp_waasland_2023q4" / "cogs"
@@ -133,6 +133,7 @@ GRID16 = np.arange(16, dtype=np.uint16).reshape(4, 4)
 # --------------------------------------------------------------------------- real data
 
 
+@pytest.mark.realdata
 @pytest.mark.parametrize(
     ("folder", "date", "band"),
     [
@@ -172,6 +173,7 @@ def test_equal_to_rasterstats_on_real_cogs(folder: Path, date: str, band: str) -
         assert by_name["big"] > 300 and by_name["holey"] > 200
 
 
+@pytest.mark.realdata
 def test_overlapping_parcels_each_get_all_their_pixels() -> None:
     data = open_band(KEMPEN / "2023-04-05" / "B08.tif")
     parcels = real_parcels(*data.rio.bounds()[::3])
@@ -184,6 +186,7 @@ def test_overlapping_parcels_each_get_all_their_pixels() -> None:
     assert (masks[0] & masks[1]).sum() == 16  # they share a 4 x 4 block of pixels
 
 
+@pytest.mark.realdata
 def test_lazy_equals_eager_on_a_real_time_band_stack() -> None:
     dates = ["2022-11-01", "2022-11-11", "2022-12-11", "2023-01-16", "2023-02-11"]
     bands = ["B02", "B03", "B04", "B08"]
@@ -205,6 +208,7 @@ def test_lazy_equals_eager_on_a_real_time_band_stack() -> None:
     np.testing.assert_array_equal(one[STATS].to_numpy(), single[STATS].to_numpy())
 
 
+@pytest.mark.realdata
 def test_dataset_of_bands_with_an_scl_mask() -> None:
     dates = ["2023-04-02", "2023-04-05", "2023-04-15"]
     cube = xr.Dataset({
@@ -234,6 +238,7 @@ def test_dataset_of_bands_with_an_scl_mask() -> None:
     pd.testing.assert_frame_equal(lazy, table)
 
 
+@pytest.mark.realdata
 def test_encoded_values_give_decoded_statistics() -> None:
     """CF-encoded digital numbers are reduced as stored and come out in physical units."""
     raw = open_band(KEMPEN / "2023-04-05" / "B04.tif")
@@ -261,6 +266,7 @@ def test_encoded_values_give_decoded_statistics() -> None:
             zonal_stats(raw.assign_attrs(**bad), parcels)
 
 
+@pytest.mark.realdata
 def test_scl_histogram_counts_classes_per_parcel_and_date() -> None:
     dates = ["2023-04-02", "2023-04-05", "2023-04-07", "2023-04-15"]
     scl = xr.concat([open_band(KEMPEN / d / "SCL.tif") for d in dates], dim="time")
@@ -391,6 +397,7 @@ def test_inward_buffer_and_vanishing_parcels() -> None:
                      tiny_raster(GRID16, crs="EPSG:4326"), buffer=-1.0)
 
 
+@pytest.mark.realdata
 def test_parcels_in_another_crs_are_reprojected() -> None:
     data = open_band(KEMPEN / "2023-04-05" / "B04.tif")
     parcels = real_parcels(*data.rio.bounds()[::3])
@@ -419,6 +426,7 @@ def test_id_dtype_is_kept(ids: object) -> None:
     assert hist["parcel"].dtype == parcels["parcel"].dtype
 
 
+@pytest.mark.realdata
 def test_labels_are_built_once_and_reused() -> None:
     b04 = open_band(KEMPEN / "2023-04-05" / "B04.tif")
     b08 = open_band(KEMPEN / "2023-04-05" / "B08.tif")
@@ -436,6 +444,7 @@ def test_labels_are_built_once_and_reused() -> None:
         zonal_stats(antwerp, labels)
 
 
+@pytest.mark.realdata
 def test_labels_of_a_subset_are_those_of_the_subset() -> None:
     data = open_band(KEMPEN / "2023-04-05" / "B04.tif")
     parcels = real_parcels(*data.rio.bounds()[::3])
