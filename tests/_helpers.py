@@ -102,8 +102,8 @@ def empty_database(url: str) -> None:
     """Drop every dataset (with its partitions) from the database at ``url``."""
     import sqlalchemy as sa
 
+    from cbm_dask.store._partitions import drop_dataset_partitions
     from cbm_dask.store.engine import get_engine
-    from cbm_dask.store.partitions import drop_dataset_partitions
 
     with get_engine(url).begin() as conn:
         for dataset_id in conn.execute(sa.text("SELECT id FROM datasets")).scalars():

@@ -30,7 +30,7 @@ from cbm_dask.store.models import Base
 # Tables the database holds but the models deliberately do not describe:
 # - partitions of parcels and signatures (``parcels_d7``, ``signatures_d7`` and
 #   ``signatures_d7_202404``), created per dataset and month by
-#   cbm_dask.store.partitions and cbm_dask.store.signatures;
+#   cbm_dask.store._partitions and cbm_dask.store.signatures;
 # - PostGIS's own catalogue (``spatial_ref_sys``) and the tables of the tiger and
 #   topology extensions, should they be installed into the public schema;
 # - Alembic's revision table.

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cbm_dask.reduce import build_labels, scl_histogram, zonal_stats
-from cbm_dask.reduce.blocks import split_runs
+from cbm_dask.reduce._blocks import split_runs
 
 EXACT = ["count", "min", "max", "p25", "p50", "p75", "p10"]
 CLOSE = ["mean", "std", "sum"]

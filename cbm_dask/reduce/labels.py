@@ -26,9 +26,9 @@ import pandas as pd
 import shapely
 
 from cbm_dask.errors import InputError
-from cbm_dask.reduce import kernel
+from cbm_dask.reduce import _kernel as kernel
+from cbm_dask.reduce._threads import run_ranges
 from cbm_dask.reduce.grid import GridLike, PixelGrid, grid_of
-from cbm_dask.reduce.threads import run_ranges
 
 __all__ = ["ParcelLabels", "build_labels", "concat_ranges"]
 

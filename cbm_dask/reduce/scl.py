@@ -14,9 +14,9 @@ import pandas as pd
 import xarray as xr
 
 from cbm_dask.errors import InputError
-from cbm_dask.reduce import kernel
-from cbm_dask.reduce.blocks import BlockPart, LazyInput, all_runs, lazy_slices
-from cbm_dask.reduce.inputs import (
+from cbm_dask.reduce import _kernel as kernel
+from cbm_dask.reduce._blocks import BlockPart, LazyInput, all_runs, lazy_slices
+from cbm_dask.reduce._inputs import (
     BAND,
     SliceKey,
     Variable,
@@ -24,8 +24,8 @@ from cbm_dask.reduce.inputs import (
     resolve_labels,
     variables,
 )
+from cbm_dask.reduce._threads import run_ranges
 from cbm_dask.reduce.labels import ParcelLabels
-from cbm_dask.reduce.threads import run_ranges
 from cbm_dask.sentinel.scl import SCL_CLASSES
 
 __all__ = ["SCL_CLASSES", "scl_histogram"]

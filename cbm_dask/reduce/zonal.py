@@ -16,9 +16,9 @@ import pandas as pd
 import xarray as xr
 
 from cbm_dask.errors import InputError
-from cbm_dask.reduce import kernel
-from cbm_dask.reduce.blocks import BlockPart, LazyInput, all_runs, lazy_slices
-from cbm_dask.reduce.inputs import (
+from cbm_dask.reduce import _kernel as kernel
+from cbm_dask.reduce._blocks import BlockPart, LazyInput, all_runs, lazy_slices
+from cbm_dask.reduce._inputs import (
     BAND,
     SliceKey,
     Variable,
@@ -27,8 +27,8 @@ from cbm_dask.reduce.inputs import (
     resolve_labels,
     variables,
 )
+from cbm_dask.reduce._threads import run_ranges
 from cbm_dask.reduce.labels import ParcelLabels, concat_ranges
-from cbm_dask.reduce.threads import run_ranges
 
 __all__ = ["DEFAULT_STATS", "StatsSpec", "assemble", "decode_statistics", "parse_stats",
            "zonal_stats"]

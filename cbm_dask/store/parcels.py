@@ -29,13 +29,13 @@ from psycopg.copy import QueuedLibpqWriter
 
 from cbm_dask import config
 from cbm_dask.errors import DatabaseError, DatasetExistsError, DatasetNotFoundError, InputError
-from cbm_dask.store.engine import get_engine
-from cbm_dask.store.partitions import (
+from cbm_dask.store._partitions import (
     attach_parcel_partition,
     create_dataset_partitions,
     create_parcel_partition,
     drop_dataset_partitions,
 )
+from cbm_dask.store.engine import get_engine
 from cbm_dask.zones import ColumnMapping, detect_columns, read_parcels
 from cbm_dask.zones.validate import (
     PreparedBatch,

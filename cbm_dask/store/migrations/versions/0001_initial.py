@@ -95,7 +95,7 @@ CREATE TABLE extractions (
 CREATE INDEX ix_extractions_status ON extractions (status, dataset_id);
 
 -- One LIST partition per dataset, each HASH-partitioned on pid: created by
--- cbm_dask.store.partitions when a dataset is loaded, with the primary key
+-- cbm_dask.store._partitions when a dataset is loaded, with the primary key
 -- (pid, image_id, band) on each leaf (a parent-level key would have to lead
 -- with dataset_id and measured ~20 % slower COPY).
 CREATE TABLE signatures (

@@ -7,7 +7,7 @@ layout: the runs of parcel ``p`` are ``offsets[p]:offsets[p + 1]``).
 
 Every kernel is single-threaded, releases the GIL (``nogil=True``) and works on a
 range of parcels ``first .. last - 1``, so that callers can spread ranges over
-Python threads (:mod:`cbm_dask.reduce.threads`) or let Dask run one per chunk.  No
+Python threads (:mod:`cbm_dask.reduce._threads`) or let Dask run one per chunk.  No
 numba threading layer is involved.  Kernels are compiled on first use per dtype and
 cached on disk (``cache=True``).
 """
