@@ -87,7 +87,10 @@ S2_EXTENSIONS = (GRID_EXTENSION, MGRS_EXTENSION, PROCESSING_EXTENSION, PROJECTIO
 
 S1_EXTENSIONS = (PROJECTION_EXTENSION, SAT_EXTENSION, PROCESSING_EXTENSION, SAR_EXTENSION,
                  RASTER_EXTENSION)
-"""Extensions of a Sentinel-1 item: those of Earth Search v1 ``sentinel-1-grd``."""
+"""Extensions of a Sentinel-1 item: those of Earth Search v1 ``sentinel-1-grd``.
+
+sat is left out of items without an orbit to describe.
+"""
 
 SCL_PROPERTIES: Mapping[int, str] = {
     1: "s2:saturated_defective_pixel_percentage",
@@ -557,6 +560,9 @@ def s2_item(
         if safe.sun_azimuth is not None and elevation is not None:
             view.sun_azimuth = safe.sun_azimuth
             view.sun_elevation = round(elevation, 6)
+    if not any(name.startswith("view:") for name in item.properties):
+        # view:* is declared only with an angle to give (its schema wants a field).
+        item.stac_extensions.remove(VIEW_EXTENSION)
     item.properties.update(earth_search_fields(safe, stats))
     item.properties.update(acquisition.properties())
     item.properties["processing:software"] = dict(software or _DEFAULT_SOFTWARE)
@@ -639,7 +645,9 @@ def s1_item(
         )
     grid = grid or ItemGrid.from_rasters(item_id, (info for info, _ in assets.values()))
     polarisations = [p for p in POLARISATIONS if p in assets]
-    item = _new_item(item_id, collection, S1_EXTENSIONS, grid, acquisition, links)
+    # sat:* is declared only with an orbit to describe (its schema wants a field).
+    extensions = [e for e in S1_EXTENSIONS if orbit is not None or e != SAT_EXTENSION]
+    item = _new_item(item_id, collection, extensions, grid, acquisition, links)
     SarExtension.ext(item).apply(
         instrument_mode="IW", frequency_band=FrequencyBand.C,
         polarizations=[Polarization(p) for p in polarisations], product_type=product_type,
