@@ -18,19 +18,20 @@ import requests
 from click.testing import CliRunner
 from pystac_client import Client
 
-from cbm_dask.archive import plan_directory, publish
-from cbm_dask.archive.metadata import (
+from cbm_dask.archive import (
     Acquisition,
     RasterInfo,
     merge_extent,
-    mgrs_tile,
     nodata_json,
+    plan_directory,
+    publish,
     scl_properties,
 )
 from cbm_dask.archive.sources import parse_safe_metadata, site_name
 from cbm_dask.cli.main import cli
 from cbm_dask.errors import InputError, ServiceError
 from cbm_dask.load.gdal_env import capture_gdal_env, configure_odc_stac
+from cbm_dask.sentinel.mgrs import mgrs_tile_at
 from cbm_dask.services.s3 import S3Settings, s3_client
 from tests._helpers import REAL_DATA, free_port
 
@@ -75,11 +76,11 @@ def published(stac_api: str, s3_server: S3Settings) -> Any:
 
 
 def test_mgrs_tiles_of_real_grids() -> None:
-    assert mgrs_tile(32631, 643580, 5676150, 51.22) == (31, "U", "FS")   # Kempen
-    assert mgrs_tile(32631, 588110, 5685170, 51.31) == (31, "U", "ES")   # Waasland
-    assert mgrs_tile(32629, 556500, 5891520, 53.17) == (29, "U", "NU")   # Ireland
-    assert mgrs_tile(32720, 654900, 3245140, -60.43) == (20, "E", "PT")  # Earth Search 20EPT
-    assert mgrs_tile(3035, 4e6, 3e6, 50.0) is None
+    assert mgrs_tile_at(32631, 643580, 5676150, 51.22) == (31, "U", "FS")   # Kempen
+    assert mgrs_tile_at(32631, 588110, 5685170, 51.31) == (31, "U", "ES")   # Waasland
+    assert mgrs_tile_at(32629, 556500, 5891520, 53.17) == (29, "U", "NU")   # Ireland
+    assert mgrs_tile_at(32720, 654900, 3245140, -60.43) == (20, "E", "PT")  # Earth Search 20EPT
+    assert mgrs_tile_at(3035, 4e6, 3e6, 50.0) is None
 
 
 def test_scl_percentages_follow_earth_search() -> None:
@@ -95,9 +96,9 @@ def test_small_converters() -> None:
     assert nodata_json(float("nan")) == "nan" and nodata_json(0.0) == 0
     assert nodata_json(None) is None
     day = Acquisition.from_date(dt.date(2023, 4, 5)).properties()
-    assert day == {"datetime": "2023-04-05T12:00:00.000Z",
-                   "start_datetime": "2023-04-05T00:00:00.000Z",
-                   "end_datetime": "2023-04-05T23:59:59.999Z"}
+    assert day == {"datetime": "2023-04-05T12:00:00.000000Z",
+                   "start_datetime": "2023-04-05T00:00:00.000000Z",
+                   "end_datetime": "2023-04-05T23:59:59.999000Z"}
     assert site_name(KEMPEN_S2) == "flanders-kempen"
     assert site_name(WAASLAND) == "antwerp-waasland"
     assert site_name(IRELAND) == "ireland-t29unu"

@@ -12,7 +12,7 @@ Two layouts are recognised:
   ``B01``…``B12``, ``B8A``, ``SCL``, ``AOT``, ``WVP``; Sentinel-1 ``VV``/``VH``)
   or ``DIR/cogs_window/<BAND>_<res>.tif`` (one acquisition, several resolutions:
   the finest file of each band is published; JPEG 2000 files are not).  Items are
-  generated from the COGs (:mod:`cbm_dask.archive.metadata`), with the SAFE
+  generated from the COGs (:mod:`cbm_dask.archive.items`), with the SAFE
   metadata of ``DIR/metadata/MTD_MSIL2A.xml``/``MTD_TL.xml`` when present.  A
   directory holding several such folders publishes all of them.
 
@@ -38,23 +38,20 @@ from urllib.parse import urlparse
 
 import numpy as np
 
-from cbm_dask.archive.metadata import (
-    ESA_BAND_ORDER,
-    S1_BACKSCATTER,
-    S1_POLARISATIONS,
+from cbm_dask.archive.collections import item_extent, s1_collection, s2_collection
+from cbm_dask.archive.items import (
     S2_BANDS,
-    S2_L2A,
     Acquisition,
-    RasterInfo,
     SafeMetadata,
-    grid_tile,
-    item_extent,
-    s1_collection,
     s1_item,
-    s2_collection,
     s2_item,
+    scl_properties,
 )
+from cbm_dask.archive.raster import RasterInfo, grid_tile
 from cbm_dask.errors import InputError
+from cbm_dask.sentinel.bands import POLARISATIONS
+from cbm_dask.sentinel.collections import S1_BACKSCATTER, S2_L2A
+from cbm_dask.sentinel.stac import COG_MEDIA_TYPE
 
 __all__ = [
     "PlannedItem",
@@ -69,6 +66,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+# ESA's band index order in BOA_ADD_OFFSET (band_id 0..12).
+_ESA_BAND_ORDER = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10",
+                   "B11", "B12")
 _DATE_DIR = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _WINDOW_FILE = re.compile(r"^(?P<band>[A-Z0-9]+)_(?P<res>\d+)m$", re.IGNORECASE)
 _DATE_TOKEN = re.compile(r"(?<!\d)(\d{8})(?!\d)")
@@ -233,8 +233,8 @@ def parse_safe_metadata(product_xml: str, tile_xml: str | None = None) -> SafeMe
     offsets: dict[str, float] = {}
     for node in root.iter("BOA_ADD_OFFSET"):
         index, value = node.get("band_id"), node.text
-        if index is not None and value is not None and int(index) < len(ESA_BAND_ORDER):
-            offsets[ESA_BAND_ORDER[int(index)]] = float(value)
+        if index is not None and value is not None and int(index) < len(_ESA_BAND_ORDER):
+            offsets[_ESA_BAND_ORDER[int(index)]] = float(value)
     orbit = _text(root, "SENSING_ORBIT_NUMBER")
     cloud = _text(root, "Cloud_Coverage_Assessment")
     quantification = _text(root, "BOA_QUANTIFICATION_VALUE")
@@ -344,8 +344,7 @@ def _s2_item_from_files(
     item_id = f"{site}_S2{unit}_{tile}_{day:%Y%m%d}_L2A" if tile else \
         f"{site}_S2{unit}_{day:%Y%m%d}_L2A"
     uploads = tuple(
-        Upload(path, _key(S2_L2A, item_id, path), "image/tiff; application=geotiff; "
-               "profile=cloud-optimized", item_id, S2_BANDS[band].key)
+        Upload(path, _key(S2_L2A, item_id, path), COG_MEDIA_TYPE, item_id, S2_BANDS[band].key)
         for band, path in sorted(files.items())
     )
     hrefs = {u.asset_key: f"s3://{bucket}/{u.key}" for u in uploads}
@@ -355,7 +354,7 @@ def _s2_item_from_files(
         item_id=item_id,
         acquisition=acquisition,
         assets={band: (infos[band], hrefs[S2_BANDS[band].key]) for band in files},
-        scl_counts=counts,
+        scl_stats=scl_properties(counts) if counts is not None else None,
         safe=safe,
         reflectance_offset=0.0,
         mgrs=mgrs,
@@ -371,13 +370,15 @@ def _s1_item_from_files(
     infos = {pol: read_raster_info(path, what=f"{folder.name} {day:%Y-%m-%d} band {pol}")
              for pol, path in files.items()}
     uploads = tuple(
-        Upload(path, _key(S1_BACKSCATTER, item_id, path),
-               "image/tiff; application=geotiff; profile=cloud-optimized", item_id, pol.lower())
+        Upload(path, _key(S1_BACKSCATTER, item_id, path), COG_MEDIA_TYPE, item_id, pol.lower())
         for pol, path in sorted(files.items())
     )
     hrefs = {u.asset_key: f"s3://{bucket}/{u.key}" for u in uploads}
-    item = s1_item(item_id=item_id, acquisition=acquisition,
-                   assets={pol: (infos[pol], hrefs[pol.lower()]) for pol in files})
+    backscatter = "gamma0_ellipsoid_linear"
+    item = s1_item(item_id=item_id, acquisition=acquisition, backscatter=backscatter,
+                   assets={pol: (infos[pol], hrefs[pol.lower()]) for pol in files},
+                   descriptions={pol: f"{pol} backscatter ({backscatter.replace('_', ' ')})"
+                                 for pol in files})
     return PlannedItem(S1_BACKSCATTER, item, uploads, str(folder))
 
 
@@ -409,7 +410,7 @@ def _plan_cog_folder(folder: Path, bucket: str) -> list[PlannedItem]:
                 band = _band_of(path.stem)
                 if band in S2_BANDS:
                     s2_files[band] = path
-                elif band in S1_POLARISATIONS:
+                elif band in POLARISATIONS:
                     s1_files[band] = path
                 else:
                     log.info("skipping %s: %s is neither a Sentinel-2 band nor a polarisation",
@@ -553,12 +554,17 @@ def _plan_world_item(path: Path, collection: str, bucket: str) -> PlannedItem:
         upload = Upload(local, _key(collection, item_id, local), content_type, item_id, key)
         uploads.append(upload)
         asset["href"] = f"s3://{bucket}/{upload.key}"
+    return PlannedItem(collection, _for_the_api(item), tuple(uploads), str(path))
+
+
+def _for_the_api(item: dict[str, Any]) -> dict[str, Any]:
+    """Drop the relative links of a world item: the STAC API makes its own (collection ...)."""
     item["links"] = [
         link for link in item.get("links") or ()
         if isinstance(link, Mapping) and urlparse(str(link.get("href", ""))).scheme
         and link.get("rel") not in {"self", "root", "parent", "collection"}
     ]
-    return PlannedItem(collection, item, tuple(uploads), str(path))
+    return item
 
 
 def _is_world(directory: Path) -> bool:

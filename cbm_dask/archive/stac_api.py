@@ -33,7 +33,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 from urllib.parse import quote
 
-from cbm_dask.archive.metadata import item_extent, merge_extent
+from cbm_dask.archive.collections import item_extent, merge_extent
 from cbm_dask.errors import ServiceError
 
 __all__ = ["TRANSACTION_CONFORMANCE", "StacTransactions"]

@@ -40,8 +40,10 @@ from cbm_dask.sentinel.records import AssetRecord, ImageRecord
 from cbm_dask.sentinel.scl import SCL_CLASS_COUNT, SCL_CLASSES, scl_invalid
 from cbm_dask.sentinel.stac import (
     COG_MEDIA_TYPE,
+    COPERNICUS_LICENSE,
     EO_EXTENSION,
     GRID_EXTENSION,
+    ITEM_ASSETS_EXTENSION,
     MGRS_EXTENSION,
     PROCESSING_EXTENSION,
     PROJECTION_EXTENSION,
@@ -59,9 +61,11 @@ __all__ = [
     "BOA_OFFSET_BASELINE",
     "CARDS",
     "COG_MEDIA_TYPE",
+    "COPERNICUS_LICENSE",
     "DEFAULT_SCALE",
     "EO_EXTENSION",
     "GRID_EXTENSION",
+    "ITEM_ASSETS_EXTENSION",
     "MGRS_EXTENSION",
     "POLARISATIONS",
     "PROCESSING_EXTENSION",
