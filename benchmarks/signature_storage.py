@@ -70,8 +70,8 @@ def _drop_os_cache() -> bool:
 
 
 def _setup(url: str, parcels: int, images: int, start: dt.date) -> tuple[int, list[int]]:
-    from cbm_dask.store.engine import get_engine
     from cbm_dask.store._partitions import create_dataset_partitions
+    from cbm_dask.store.engine import get_engine
 
     with get_engine(url).begin() as conn:
         dataset_id = conn.execute(sa.text(
