@@ -117,12 +117,13 @@ def dataset_ids(names: Sequence[str], *, url: str | None = None) -> dict[str, in
             sa.text("SELECT name, id FROM datasets WHERE name = ANY(:n)"), {"n": list(names)}
         ).all())
         missing = [n for n in names if n not in rows]
-        known = conn.execute(sa.text("SELECT name FROM datasets ORDER BY name")).scalars().all()
-    if missing:
-        raise DatasetNotFoundError(
-            f"no dataset {', '.join(map(repr, missing))}; loaded datasets: "
-            f"{', '.join(known) or 'none'} (load one with `cbm parcels load`)"
-        )
+        if missing:
+            known = conn.execute(
+                sa.text("SELECT name FROM datasets ORDER BY name")).scalars().all()
+            raise DatasetNotFoundError(
+                f"no dataset {', '.join(map(repr, missing))}; loaded datasets: "
+                f"{', '.join(known) or 'none'} (load one with `cbm parcels load`)"
+            )
     return {n: int(rows[n]) for n in names}
 
 
