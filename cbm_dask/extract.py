@@ -374,7 +374,10 @@ def connect_cluster(cluster: str = "local", workers: int | None = None) -> Itera
         with Client(cluster) as client:
             yield client
     else:
-        raise InputError(f"--cluster {cluster}: use local, gateway or tcp://HOST:PORT")
+        raise InputError(
+            f"cluster={cluster!r}: use 'local', 'gateway' or a scheduler address "
+            "'tcp://HOST:PORT'", parameter="cluster",
+        )
 
 
 def _spatial_partitions(dataset_id: int, url: str) -> tuple[gpd.GeoDataFrame, gpd.GeoSeries]:

@@ -213,16 +213,17 @@ def test_pystac_items_normalise_like_dicts() -> None:
 def test_bbox_and_dates_are_checked_naming_the_parameter() -> None:
     assert parse_bbox("4.9,51.1,5.2,51.3") == (4.9, 51.1, 5.2, 51.3)
     for bad in ("4.9,51.1,5.2", "a,b,c,d", "5.2,51.1,4.9,51.3", "4.9,91,5.2,95"):
-        with pytest.raises(InputError, match="^bbox "):
+        with pytest.raises(InputError, match="^bbox=") as raised:
             parse_bbox(bad)
+        assert raised.value.parameters == ("bbox",) and "--" not in str(raised.value)
     assert parse_date("2023-04-30", "end", end=True) == dt.datetime(
         2023, 4, 30, 23, 59, 59, 999999, tzinfo=dt.UTC)
-    with pytest.raises(InputError, match="^start '30/04/2023'"):
+    with pytest.raises(InputError, match="^start='30/04/2023'"):
         parse_date("30/04/2023", "start")
-    with pytest.raises(InputError, match="^start .* after end"):
+    with pytest.raises(InputError, match="^start=.* after end="):
         sync_catalogue("http://127.0.0.1:9", "c", bbox="0,0,1,1", start="2023-05-01",
                        end="2023-04-01")
-    with pytest.raises(InputError, match="exactly one of dataset"):
+    with pytest.raises(InputError, match="exactly one of dataset= .* or bbox="):
         sync_catalogue("http://127.0.0.1:9", "c", start="2023-04-01", end="2023-04-02")
 
 
@@ -231,10 +232,10 @@ def test_unreachable_stac_api_names_the_url() -> None:
     with pytest.raises(ServiceError, match=re.escape(url) + r".*cbm services up"):
         sync_catalogue(url, "sentinel-2-l2a", bbox="4,50,5,51", start="2023-01-01",
                        end="2023-01-31")
-    result = CliRunner().invoke(cli, ["catalog", "sync", "--stac-url", url, "-c", "x",
+    result = CliRunner().invoke(cli, ["catalogue", "sync", "--stac-url", url, "-c", "x",
                                       "--bbox", "4,50,5,51", "--start", "2023-01-01",
                                       "--end", "2023-01-02"])
-    assert result.exit_code == 1 and url in result.output
+    assert result.exit_code == 1 and url in result.output and "(--stac-url, " in result.output
 
 
 # ---------------------------------------------------------------------------
@@ -334,11 +335,11 @@ def test_pending_extractions_list_and_cube_from_rows(ireland_dataset: str) -> No
     with rasterio.open(IRELAND_WINDOW / "SCL_20m.tif") as src:
         assert (cube["SCL"].isel(time=0).values == src.read(1)).all()
 
-    result = CliRunner().invoke(cli, ["catalog", "list", "-d", ireland_dataset, "--json"])
+    result = CliRunner().invoke(cli, ["catalogue", "list", "-d", ireland_dataset, "--json"])
     assert result.exit_code == 0, result.output
     shown = json.loads(result.output)
     assert shown[0]["item_id"] == record.item_id and shown[0]["extraction"] == "pending"
-    table = CliRunner().invoke(cli, ["catalog", "list", "-d", ireland_dataset])
+    table = CliRunner().invoke(cli, ["catalogue", "list", "-d", ireland_dataset])
     assert record.item_id[:20] in table.output and "pending" in table.output
 
 
@@ -452,16 +453,21 @@ def test_strict_sync_writes_nothing_of_the_bad_page(
                        start="2025-07-31", end="2025-07-31", page_size=100,
                        on_invalid="error")
     assert read_images(collection=SYNC_COLLECTION) == []
+    strict = CliRunner().invoke(cli, ["catalogue", "sync", "--stac-url", stac_api, "-c",
+                                      SYNC_COLLECTION, "--bbox", "-180,-90,180,90", "--start",
+                                      "2025-07-31", "--end", "2025-07-31", "--strict"])
+    assert strict.exit_code == 1 and "(run without --strict)" in strict.output
+    assert read_images(collection=SYNC_COLLECTION) == []
 
 
 def test_unknown_collection_lists_the_available_ones(
         stac_api: str, stac_items: list[dict[str, Any]]) -> None:
-    with pytest.raises(InputError, match=f"collection 'nope'.*{SYNC_COLLECTION}"):
+    with pytest.raises(InputError, match=f"collection='nope'.*{SYNC_COLLECTION}"):
         sync_catalogue(stac_api, "nope", bbox="0,0,1,1", start="2025-01-01", end="2025-01-02")
 
 
 def test_sync_cli(stac_api: str, stac_items: list[dict[str, Any]]) -> None:
-    args = ["catalog", "sync", "--stac-url", stac_api, "-c", SYNC_COLLECTION,
+    args = ["catalogue", "sync", "--stac-url", stac_api, "-c", SYNC_COLLECTION,
             "--bbox", "14,47,17,49", "--start", "2025-03-30", "--end", "2025-03-30"]
     result = CliRunner().invoke(cli, [*args, "--json"])
     assert result.exit_code == 0, result.output
@@ -469,7 +475,7 @@ def test_sync_cli(stac_api: str, stac_items: list[dict[str, Any]]) -> None:
     assert (summary["found"], summary["inserted"]) == (1, 1)
     text = CliRunner().invoke(cli, args)
     assert text.exit_code == 0 and "1 unchanged" in text.output
-    bad = CliRunner().invoke(cli, ["catalog", "sync", "--stac-url", stac_api, "-c",
+    bad = CliRunner().invoke(cli, ["catalogue", "sync", "--stac-url", stac_api, "-c",
                                    SYNC_COLLECTION, "--bbox", "14,47,17", "--start",
                                    "2025-03-30", "--end", "2025-03-30"])
-    assert bad.exit_code == 1 and "bbox '14,47,17'" in bad.output
+    assert bad.exit_code == 1 and "--bbox '14,47,17'" in bad.output

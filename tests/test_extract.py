@@ -327,10 +327,10 @@ def test_extract_on_a_running_scheduler(reference) -> None:  # type: ignore[no-u
 
 def test_unknown_cluster_and_dataset_are_refused_clearly(reference) -> None:  # type: ignore[no-untyped-def]
     result = CliRunner().invoke(cli, ["extract", "-d", "nope"])
-    assert result.exit_code == 1 and "--dataset nope: no such dataset" in result.output
+    assert result.exit_code == 1 and "no dataset 'nope'; loaded datasets:" in result.output
     _reset()
     result = CliRunner().invoke(cli, ["extract", "-d", DATASET, "--cluster", "yarn"])
-    assert result.exit_code == 1 and "--cluster yarn" in result.output
+    assert result.exit_code == 1 and "--cluster 'yarn': use 'local'" in result.output
 
 
 @pytest.mark.services

@@ -209,7 +209,7 @@ def test_bad_rows_are_repaired_or_rejected_with_a_report(fresh_db: str, tmp_path
 
 def test_existing_dataset_needs_replace(fresh_db: str) -> None:
     load_parcel_file(FLANDERS_PARCELS, "be")
-    with pytest.raises(DatasetExistsError, match="--replace"):
+    with pytest.raises(DatasetExistsError, match="pass replace=True"):
         load_parcel_file(FLANDERS_PARCELS, "be")
     assert _count("be") == 100
     result = load_parcel_file(FLANDERS_PARCELS, "be", replace=True)
@@ -247,17 +247,25 @@ def test_missing_and_unreadable_files(fresh_db: str, tmp_path: Path) -> None:
     assert _dataset_names() == []
 
 
-def test_undecidable_id_column_names_candidates_and_flag(fresh_db: str) -> None:
+def test_undecidable_id_column_names_candidates_and_parameter(fresh_db: str) -> None:
     dk = LPIS / "dk_marker_2023" / "parcels.gpkg"
     with pytest.raises(ColumnDetectionError) as err:
         load_parcel_file(dk, "dk")
     message = str(err.value)
-    assert "Marknr" in message and "--id-column" in message and "@fid" in message
+    assert "Marknr" in message and "id_column=" in message and "@fid" in message
+    assert "--" not in message and err.value.parameters == ("id_column",)
     nl = LPIS / "nl_brp_gewaspercelen_2023" / "parcels.gpkg"
-    with pytest.raises(ColumnDetectionError, match="--id-column"):
+    with pytest.raises(ColumnDetectionError, match="id_column="):
         load_parcel_file(nl, "nl")
-    with pytest.raises(ColumnDetectionError, match="--crop-code-column nope: no such column"):
+    with pytest.raises(ColumnDetectionError, match="^crop_code_column='nope': no such column"):
         load_parcel_file(FLANDERS_PARCELS, "be", crop_code_column="nope")
+    # the command line names its flags instead
+    result = CliRunner().invoke(cli, ["parcels", "load", str(dk), "-d", "dk"])
+    assert result.exit_code == 1
+    assert "--id-column 'NAME'" in result.output and "id_column=" not in result.output
+    result = CliRunner().invoke(cli, ["parcels", "load", str(FLANDERS_PARCELS), "-d", "be",
+                                      "--crop-code-column", "nope"])
+    assert result.exit_code == 1 and "--crop-code-column 'nope': no such column" in result.output
     assert _dataset_names() == []
 
 
@@ -266,13 +274,13 @@ def test_layers_and_crs_must_be_decidable(fresh_db: str, tmp_path: Path) -> None
     two = tmp_path / "two.gpkg"
     frame.to_file(two, layer="a")
     frame.iloc[:10].to_file(two, layer="b")
-    with pytest.raises(InputError, match="2 layers .*--layer"):
+    with pytest.raises(InputError, match="2 layers .*layer='NAME'"):
         load_parcel_file(two, "two")
     assert load_parcel_file(two, "two", layer="b").loaded == 10
     bare = tmp_path / "nocrs.shp"
     frame[["REF_ID", "geometry"]].to_file(bare)
     bare.with_suffix(".prj").unlink()
-    with pytest.raises(InputError, match="declares no coordinate reference system.*--crs"):
+    with pytest.raises(InputError, match="declares no coordinate reference system.*crs='EPSG"):
         load_parcel_file(bare, "nocrs")
     assert load_parcel_file(bare, "nocrs", crs="EPSG:31370").crs == "EPSG:31370"
     # Old-style GeoJSON with projected coordinates: read as WGS84 by definition.
@@ -282,14 +290,16 @@ def test_layers_and_crs_must_be_decidable(fresh_db: str, tmp_path: Path) -> None
     )
     text = wrong.read_text()
     wrong.write_text(text.replace('"crs"', '"ignored_crs"'))
-    with pytest.raises(InputError, match="not degrees.*--crs"):
+    with pytest.raises(InputError, match="not degrees.*crs='EPSG"):
         load_parcel_file(wrong, "lambert")
     assert load_parcel_file(wrong, "lambert", crs="EPSG:31370").loaded == 100
 
 
 def test_bad_dataset_name(fresh_db: str) -> None:
-    with pytest.raises(InputError, match="--dataset"):
+    with pytest.raises(InputError, match="^dataset='no spaces; please': use 1-63"):
         load_parcel_file(FLANDERS_PARCELS, "no spaces; please")
+    result = CliRunner().invoke(cli, ["parcels", "load", str(FLANDERS_PARCELS), "-d", "a b"])
+    assert result.exit_code == 1 and "--dataset 'a b': use 1-63" in result.output
 
 
 @pytest.mark.parametrize("suffix", [".parquet", ".gpkg", ".fgb"])
@@ -335,7 +345,7 @@ def test_parcels_cli(fresh_db: str, tmp_path: Path) -> None:
     result = runner.invoke(cli, ["parcels", "export", "-d", "be", "--to", str(tmp_path / "x.fgb")])
     assert result.exit_code == 0 and (tmp_path / "x.fgb").exists()
     result = runner.invoke(cli, ["parcels", "export", "-d", "be", "--to", str(tmp_path / "x.csv")])
-    assert result.exit_code == 1 and ".parquet" in result.output
+    assert result.exit_code == 1 and ".parquet" in result.output and "--to '" in result.output
     result = runner.invoke(cli, ["parcels", "info", "--dataset", "nope"])
     assert result.exit_code == 1 and "no dataset 'nope'" in result.output
     result = runner.invoke(cli, ["parcels", "load", str(tmp_path / "missing.gpkg"), "-d", "m"])

@@ -181,7 +181,7 @@ def test_parcel_time_series_keeps_its_contract(dataset, postgis: str) -> None:  
     assert sorted(series["mean"].dropna().round(3)) == sorted(via_view["mean"].dropna().round(3))
     only = parcel_time_series("be", parcel_id, bands=["B08"])
     assert only["band"].unique().tolist() == ["B08"] and len(only) == 4
-    with pytest.raises(InputError, match="no parcel"):
+    with pytest.raises(InputError, match="^parcel_id=.no-such-parcel.: no such parcel in dataset"):
         parcel_time_series("be", "no-such-parcel")
 
 

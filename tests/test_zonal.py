@@ -21,6 +21,7 @@ from affine import Affine
 
 from cbm_dask.errors import InputError
 from cbm_dask.reduce import ParcelLabels, build_labels, grid_of, scl_histogram, zonal_stats
+from cbm_dask.reduce.grid import spatial_dims
 from cbm_dask.reduce.zonal import parse_stats
 from tests._helpers import REAL_DATA
 
@@ -588,3 +589,22 @@ def test_bad_parcels_and_rasters_are_refused() -> None:
                         coords={"y": 3.5 - np.arange(4), "x": 0.5 + np.arange(4)})
     with pytest.raises(InputError, match="no CRS"):
         zonal_stats(bare, boxes(shapely.box(0, 0, 1, 1)))
+
+
+def test_unreadable_crs_falls_through_but_a_broken_object_is_not_hidden() -> None:
+    # a spatial_ref rioxarray cannot parse: the CRS is taken from the next place it is kept
+    data = tiny_raster(GRID16)
+    garbled = data.drop_vars("spatial_ref").assign_coords(
+        spatial_ref=xr.DataArray(0, attrs={"crs_wkt": "not a CRS"}))
+    garbled.attrs["crs"] = "EPSG:32631"
+    assert grid_of(garbled).matches(grid_of(data))
+    assert spatial_dims(garbled) == ("y", "x")
+
+    class Malformed:  # looks like an xarray object, but its attrs are not a mapping
+        dims = ("y", "x")
+        coords: dict[str, object] = {}
+        attrs = None
+        encoding: dict[str, object] = {}
+
+    with pytest.raises(TypeError):  # was swallowed, and ("y", "x") returned
+        spatial_dims(Malformed())  # type: ignore[arg-type]

@@ -10,7 +10,6 @@
 """
 
 from cbm_dask.catalogue.normalise import (
-    ItemError,
     ItemLike,
     image_card,
     normalise_item,
@@ -33,6 +32,7 @@ from cbm_dask.catalogue.sync import (
     update_window,
     upsert_images,
 )
+from cbm_dask.errors import ItemError
 from cbm_dask.sentinel.mgrs import mgrs_tile_of_item
 from cbm_dask.sentinel.records import AssetRecord, ImageRecord
 

@@ -45,7 +45,6 @@ from cbm_dask.sentinel.records import (
 
 __all__ = [
     "ItemLike",
-    "ItemError",
     "normalise_item",
     "image_card",
     "processing_baseline",

@@ -26,8 +26,8 @@ import pandas as pd
 import sqlalchemy as sa
 
 from cbm_dask import config
-from cbm_dask.catalogue.normalise import ItemError, normalise_item
-from cbm_dask.errors import DatasetNotFoundError, InputError, ServiceError
+from cbm_dask.catalogue.normalise import normalise_item
+from cbm_dask.errors import DatasetNotFoundError, InputError, ItemError, ServiceError
 from cbm_dask.sentinel.records import ImageRecord
 from cbm_dask.store.engine import get_engine
 
@@ -139,38 +139,44 @@ class SyncResult:
 # argument parsing (pure)
 
 
-def parse_bbox(value: str | Sequence[float], flag: str = "bbox") -> BBox:
+def parse_bbox(value: str | Sequence[float], parameter: str = "bbox") -> BBox:
     """Parse ``W,S,E,N`` (degrees, EPSG:4326) into a validated tuple.
 
     Raises
     ------
     InputError
-        Naming ``flag`` (the parameter) when there are not four numbers, they are out of range, or
-        west ≥ east / south ≥ north.
+        Naming ``parameter`` (``bbox=...``) when there are not four numbers, they are
+        out of range, or west ≥ east / south ≥ north.
     """
     parts = value.split(",") if isinstance(value, str) else list(value)
     try:
         numbers = [float(p) for p in parts]
     except (TypeError, ValueError):
         raise InputError(
-            f"{flag} {value!r}: expected four numbers W,S,E,N in degrees, "
-            "e.g. 4.9,51.1,5.2,51.3"
+            f"{parameter}={value!r}: expected four numbers W,S,E,N in degrees, "
+            "e.g. 4.9,51.1,5.2,51.3", parameter=parameter,
         ) from None
     if len(numbers) != 4:
-        raise InputError(f"{flag} {value!r}: expected four numbers W,S,E,N, got {len(numbers)}")
+        raise InputError(
+            f"{parameter}={value!r}: expected four numbers W,S,E,N, got {len(numbers)}",
+            parameter=parameter,
+        )
     west, south, east, north = numbers
     if not (-180 <= west <= 180 and -180 <= east <= 180 and -90 <= south <= 90
             and -90 <= north <= 90):
         raise InputError(
-            f"{flag} {value!r}: longitudes must be within ±180 and latitudes within ±90 "
-            "(is the order W,S,E,N?)"
+            f"{parameter}={value!r}: longitudes must be within ±180 and latitudes within ±90 "
+            "(is the order W,S,E,N?)", parameter=parameter,
         )
     if west >= east or south >= north:
-        raise InputError(f"{flag} {value!r}: west must be < east and south < north (W,S,E,N)")
+        raise InputError(
+            f"{parameter}={value!r}: west must be < east and south < north (W,S,E,N)",
+            parameter=parameter,
+        )
     return west, south, east, north
 
 
-def parse_date(value: str | dt.date, flag: str, *, end: bool = False) -> dt.datetime:
+def parse_date(value: str | dt.date, parameter: str, *, end: bool = False) -> dt.datetime:
     """Parse an ISO date or date-time into an aware UTC datetime.
 
     A date-only ``end`` covers its whole day; naive times are UTC.
@@ -178,7 +184,7 @@ def parse_date(value: str | dt.date, flag: str, *, end: bool = False) -> dt.date
     Raises
     ------
     InputError
-        Naming ``flag`` (the parameter) when the value is not ISO 8601.
+        Naming ``parameter`` (``start=...``) when the value is not ISO 8601.
     """
     if isinstance(value, dt.datetime):
         stamp = value
@@ -190,7 +196,8 @@ def parse_date(value: str | dt.date, flag: str, *, end: bool = False) -> dt.date
             stamp = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
         except ValueError:
             raise InputError(
-                f"{flag} {value!r}: not a date; use YYYY-MM-DD or an ISO 8601 date-time"
+                f"{parameter}={value!r}: not a date; use YYYY-MM-DD or an ISO 8601 date-time",
+                parameter=parameter,
             ) from None
         if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
             stamp = dt.datetime.combine(stamp.date(), dt.time.max if end else dt.time.min)
@@ -245,7 +252,7 @@ def update_window(
     now
         The current time (the default end); naive values are taken as UTC.
     overlap_days
-        Days searched again before ``newest`` (``catalogue.update-overlap-days``); ≥ 0.
+        Days searched again before ``newest`` (``cbm.catalogue.update-overlap-days``); ≥ 0.
     year
         The dataset's declaration year; None for the year of ``now``.
     start, end
@@ -266,13 +273,13 @@ def update_window(
         overlap = float(overlap_days)
     except (TypeError, ValueError):
         raise InputError(
-            f"overlap_days {overlap_days!r}: not a number of days "
-            "(set catalogue.update-overlap-days to e.g. 10)"
+            f"overlap_days={overlap_days!r}: not a number of days "
+            "(set cbm.catalogue.update-overlap-days to e.g. 10)", parameter="overlap_days",
         ) from None
     if not overlap >= 0:  # also refuses NaN
         raise InputError(
-            f"overlap_days {overlap_days!r}: must be at least 0 "
-            "(set catalogue.update-overlap-days to e.g. 10)"
+            f"overlap_days={overlap_days!r}: must be at least 0 "
+            "(set cbm.catalogue.update-overlap-days to e.g. 10)", parameter="overlap_days",
         )
     current = parse_date(now, "now")
     last = parse_date(end, "end", end=True) if end is not None else current
@@ -286,8 +293,8 @@ def update_window(
         first, basis = dt.datetime(season, 1, 1, tzinfo=dt.UTC), "season"
     if first > last:
         raise InputError(
-            f"start {first:%Y-%m-%d %H:%M} ({basis}) is after end {last:%Y-%m-%d %H:%M}; "
-            "give an end after the start, or no end (until now)"
+            f"start={first:%Y-%m-%d %H:%M} ({basis}) is after end={last:%Y-%m-%d %H:%M}; "
+            "give an end after the start, or no end (until now)", parameter=("start", "end"),
         )
     return SyncWindow(start=first, end=last, basis=basis)
 
@@ -314,7 +321,7 @@ def _dataset_id(conn: sa.Connection, name: str) -> int:
     if found is None:
         known = conn.execute(sa.text("SELECT name FROM datasets ORDER BY name")).scalars().all()
         raise DatasetNotFoundError(
-            f"dataset {name!r}: no such dataset; loaded: {', '.join(known) or 'none'} "
+            f"no dataset {name!r}; loaded datasets: {', '.join(known) or 'none'} "
             "(load one with `cbm parcels load`)"
         )
     return int(found)
@@ -337,7 +344,10 @@ def dataset_bbox(conn: sa.Connection, dataset_id: int, name: str = "") -> BBox:
         {"id": dataset_id},
     ).one()
     if row.w is None:
-        raise InputError(f"dataset {name or dataset_id}: it has no parcels to search over")
+        raise InputError(
+            f"dataset {name or dataset_id!r} has no parcels to search over; load them again "
+            "or search a bbox"
+        )
     return float(row.w), float(row.s), float(row.e), float(row.n)
 
 
@@ -387,7 +397,8 @@ def _unreachable(stac_url: str, exc: BaseException) -> ServiceError:
     reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return ServiceError(
         f"cannot reach the STAC API at {stac_url} ({reason[:200]}); is the local STAC API "
-        "running (`cbm services up`)? Otherwise check the STAC API URL (stac_url / cbm.stac.url)"
+        "running (`cbm services up`)? Otherwise check the STAC API URL (stac_url=, "
+        "cbm.stac.url or CBM_STAC_URL)", parameter="stac_url",
     )
 
 
@@ -414,13 +425,16 @@ def _check_collection(client: Any, stac_url: str, collection: str) -> None:
         reason = str(exc)[:120]
     except requests.RequestException as exc:
         raise _unreachable(stac_url, exc) from exc
+    import pystac
+
     try:
         known = sorted(c.id for c in client.get_collections())
-    except Exception:
-        known = []
+    except (requests.RequestException, pystac_client.exceptions.APIError,
+            pystac.errors.STACTypeError, KeyError, ValueError):
+        known = []  # the list only helps the message; an API that cannot give it offers none
     raise InputError(
-        f"collection {collection!r}: not found at {stac_url} ({reason}); "
-        f"available: {', '.join(known) or 'none'}"
+        f"collection={collection!r}: not found at {stac_url} ({reason}); "
+        f"available: {', '.join(known) or 'none'}", parameter="collection",
     )
 
 
@@ -469,9 +483,9 @@ def sync_catalogue(
     url
         Database URL; default the configured one.
     page_size
-        Items per page (and per transaction); default ``catalogue.page-size``.
+        Items per page (and per transaction); default ``cbm.catalogue.page-size``.
     on_invalid
-        ``skip`` (default ``catalogue.on-invalid``) logs and lists items that cannot
+        ``skip`` (default ``cbm.catalogue.on-invalid``) logs and lists items that cannot
         be catalogued (no projection, not Sentinel L2A/S1); ``error`` raises before
         the page holding one is written.
 
@@ -491,17 +505,27 @@ def sync_catalogue(
     """
     started = time.perf_counter()
     if (dataset is None) == (bbox is None):
-        raise InputError("give exactly one of dataset (a dataset name) or bbox (W,S,E,N)")
+        raise InputError(
+            "give exactly one of dataset= (a dataset name) or bbox= (W,S,E,N)",
+            parameter=("dataset", "bbox"),
+        )
     first = parse_date(start, "start")
     last = parse_date(end, "end", end=True)
     if first > last:
-        raise InputError(f"start {start} is after end {end}")
-    size = int(page_size or config.get("catalogue.page-size", 100))
+        raise InputError(f"start={start!r} is after end={end!r}; swap them",
+                         parameter=("start", "end"))
+    size = int(page_size if page_size is not None else config.get("catalogue.page-size", 100))
     if size < 1:
-        raise InputError(f"page_size {size}: must be at least 1 (catalogue.page-size)")
+        raise InputError(
+            f"page_size={size}: must be at least 1 (default cbm.catalogue.page-size)",
+            parameter="page_size",
+        )
     policy = cast(OnInvalid, on_invalid or config.get("catalogue.on-invalid", "skip"))
     if policy not in ("skip", "error"):
-        raise InputError(f"on_invalid={policy!r}: use 'skip' or 'error'")
+        raise InputError(
+            f"on_invalid={policy!r}: use 'skip' or 'error' (default cbm.catalogue.on-invalid)",
+            parameter="on_invalid",
+        )
     target = stac_url or default_stac_url()
 
     given_box = parse_bbox(bbox) if bbox is not None else None
@@ -531,7 +555,8 @@ def sync_catalogue(
                 if policy == "error":
                     raise ItemError(
                         f"{exc} (sync stopped; page {pages} was not written, earlier pages "
-                        "were; fix the item or run with on-invalid=skip)"
+                        "were; fix the item, or skip such items (on_invalid='skip'))",
+                        parameter="on_invalid",
                     ) from exc
                 log.warning("skipping item: %s", exc)
                 skipped.append((str(feature.get("id")), str(exc)))
@@ -636,7 +661,7 @@ def update_catalogue(
     """Catalogue what is new for every dataset and collection: the daily sync.
 
     Each dataset and collection is searched over the window of :func:`update_window`:
-    from its newest catalogued acquisition minus ``catalogue.update-overlap-days``
+    from its newest catalogued acquisition minus ``cbm.catalogue.update-overlap-days``
     (1 January of the dataset year the first time) until now.  Items already
     catalogued in the overlap are compared and left alone; new ones get a
     ``pending`` extraction.
@@ -768,7 +793,10 @@ def read_images(
         With ``dataset``: only extractions in this state (``pending`` ...).
     """
     if status is not None and dataset is None:
-        raise InputError("read_images: status filters extractions, so it needs a dataset")
+        raise InputError(
+            f"status={status!r} filters the extractions of a dataset; give dataset= too",
+            parameter=("status", "dataset"),
+        )
     clauses = ["TRUE"]
     params: dict[str, Any] = {}
     join = ""

@@ -18,7 +18,7 @@ COMMANDS = {
     "datasets": "cbm_dask.cli.parcels:datasets",
     "world": "cbm_dask.cli.world:world",
     "demo": "cbm_dask.cli.demo:demo",
-    "catalog": "cbm_dask.cli.catalog:catalog",
+    "catalogue": "cbm_dask.cli.catalogue:catalogue",
     "services": "cbm_dask.cli.services:services",
     "archive": "cbm_dask.cli.archive:archive",
     "extract": "cbm_dask.cli.extract:extract_command",
@@ -27,7 +27,11 @@ COMMANDS = {
 }
 
 
-@click.group(cls=CbmGroup, lazy=COMMANDS,
+# Earlier names that keep working (scripts) but are not listed.
+ALIASES = {"catalog": "catalogue"}
+
+
+@click.group(cls=CbmGroup, lazy=COMMANDS, aliases=ALIASES,
              context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
 @click.option("-q", "--quiet", is_flag=True, help="Only errors.")

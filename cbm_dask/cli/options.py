@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Mapping
 from typing import Any
 
 import click
@@ -24,23 +25,64 @@ dataset_opt = click.option(
 )
 
 
+class CbmCommand(click.Command):
+    """A command whose library parameters are not all spelled like its options.
+
+    ``spellings`` adds to (or overrides) the spellings :func:`flag_spellings` derives
+    from the options, e.g. ``{"on_invalid='skip'": "run without --strict"}`` for a
+    command whose ``--strict`` flag sets ``on_invalid='error'``.
+    """
+
+    def __init__(self, *args: Any, spellings: Mapping[str, str] | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.spellings = dict(spellings or {})
+
+
+def flag_spellings(command: click.Command) -> dict[str, str]:
+    """Map the library spelling of each parameter (``name=``) to the command's flag.
+
+    An option matches the library parameter of its own name (``stac_url``) and of its
+    long flag's name (``--to`` matches ``to``); a boolean flag also turns
+    ``name=True`` into the bare flag.  A :class:`CbmCommand`'s ``spellings`` come last.
+    """
+    spellings: dict[str, str] = {}
+    for param in command.params:
+        if not isinstance(param, click.Option) or not param.opts:
+            continue
+        flag = max(param.opts, key=lambda opt: (opt.startswith("--"), len(opt)))
+        for name in {param.name, flag.lstrip("-").replace("-", "_")} - {None}:
+            spellings[f"{name}="] = f"{flag} "
+            if param.is_flag:
+                spellings[f"{name}=True"] = flag
+    spellings.update(getattr(command, "spellings", {}))
+    return spellings
+
+
 class CbmGroup(click.Group):
     """A click group that turns cbm errors into one readable line and exit status 1.
 
+    The parameters an error's message names are shown as the failing command's
+    flags (:func:`flag_spellings`): ``start='x'`` becomes ``--start 'x'``.
+
     ``lazy`` maps command names to ``"module:attribute"``: those commands are
     imported when used, so that a command does not pay for the others' imports.
+    ``aliases`` maps other names to command names; they work but are not listed.
     """
 
-    def __init__(self, *args: Any, lazy: dict[str, str] | None = None, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, lazy: dict[str, str] | None = None,
+                 aliases: dict[str, str] | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.lazy = dict(lazy or {})
+        self.aliases = dict(aliases or {})
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        """Names of the group's commands, loaded or not."""
-        return sorted({*super().list_commands(ctx), *self.lazy})
+        """Names of the group's commands, loaded or not (aliases left out)."""
+        return sorted({*super().list_commands(ctx), *self.lazy} - set(self.aliases))
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         """Return a command, importing it on first use."""
+        cmd_name = self.aliases.get(cmd_name, cmd_name)
         if cmd_name in self.lazy and cmd_name not in self.commands:
             import importlib
 
@@ -54,7 +96,10 @@ class CbmGroup(click.Group):
             return super().invoke(ctx)
         except CbmError as exc:
             logging.getLogger("cbm_dask").debug("error details", exc_info=True)
-            raise click.ClickException(str(exc)) from exc
+            command = (self.get_command(ctx, ctx.invoked_subcommand)
+                       if ctx.invoked_subcommand else None)
+            message = exc.respelled(flag_spellings(command)) if command else str(exc)
+            raise click.ClickException(message) from exc
 
 
 def print_json(value: Any) -> None:

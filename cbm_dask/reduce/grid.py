@@ -13,10 +13,13 @@ from dataclasses import dataclass
 from typing import Any, TypeAlias
 
 import numpy as np
+import pyproj.exceptions
+import rasterio.errors
 import rioxarray  # noqa: F401  (registers the .rio accessor)
 import xarray as xr
 from affine import Affine
 from pyproj import CRS
+from rioxarray.exceptions import DimensionError, RioXarrayError
 
 from cbm_dask.errors import InputError
 
@@ -97,10 +100,10 @@ def spatial_dims(data: xr.DataArray | xr.Dataset) -> tuple[str, str]:
     Tries rioxarray's detection first (``y``/``x``, ``latitude``/``longitude`` ...),
     then the last two dimensions of a DataArray.
     """
+    template = _template(data)
     try:
-        template = _template(data)
         return str(template.rio.y_dim), str(template.rio.x_dim)
-    except Exception:  # rioxarray raises its own DimensionError family
+    except DimensionError:  # MissingSpatialDimensionError: none it recognises
         pass
     for y, x in (("y", "x"), ("latitude", "longitude"), ("lat", "lon")):
         if y in data.dims and x in data.dims:
@@ -135,20 +138,31 @@ def _template(data: xr.DataArray | xr.Dataset) -> xr.Dataset:
     return template
 
 
+#: What reading a CRS that rioxarray finds but cannot parse raises (pyproj for a
+#: malformed WKT or an unknown code, rasterio for WKT GDAL refuses), and rioxarray's
+#: own errors (several grid mappings in one Dataset): the next source is tried.
+_UNREADABLE_CRS = (pyproj.exceptions.CRSError, rasterio.errors.CRSError, RioXarrayError)
+
+
+def _odc_accessor_ready() -> bool:
+    """Register odc-geo's ``.odc`` accessor; False when odc-geo (an extra) is missing."""
+    try:
+        import odc.geo.xr  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def _crs_of(data: xr.DataArray | xr.Dataset) -> CRS | None:
     template = _template(data)
     try:
         crs = template.rio.crs
-    except Exception:
+    except _UNREADABLE_CRS:
         crs = None
     if crs is not None:
         return CRS.from_user_input(crs.to_wkt())
-    try:
-        import odc.geo.xr  # noqa: F401  (registers the .odc accessor)
-
-        odc_crs = template.odc.crs
-    except Exception:
-        odc_crs = None
+    # odc-geo returns None for what it cannot parse
+    odc_crs = template.odc.crs if _odc_accessor_ready() else None
     if odc_crs is not None:
         return CRS.from_user_input(odc_crs.to_wkt())
     for holder in (data.attrs, *(data[v].attrs for v in data.coords)):
@@ -157,7 +171,7 @@ def _crs_of(data: xr.DataArray | xr.Dataset) -> CRS | None:
             if isinstance(value, str | int) and value:
                 try:
                     return CRS.from_user_input(value)
-                except Exception:
+                except pyproj.exceptions.CRSError:  # not a CRS: try the next attribute
                     continue
     return None
 
@@ -206,14 +220,12 @@ def _grid_of_xarray(data: xr.DataArray | xr.Dataset) -> PixelGrid:
     if transform is None:  # a single row or column: the pixel size must be recorded
         candidates: list[Any] = []
         template = _template(data)
-        with contextlib.suppress(Exception):
+        # several grid mappings; a GeoTransform that is not numbers
+        with contextlib.suppress(RioXarrayError, ValueError):
             candidates.append(template.rio.transform(recalc=False))
-        try:
-            import odc.geo.xr  # noqa: F401
-
-            candidates.append(template.odc.geobox.transform)
-        except Exception:
-            pass
+        geobox = template.odc.geobox if _odc_accessor_ready() else None
+        if geobox is not None:
+            candidates.append(geobox.transform)
         transform = next((Affine(*tuple(t)[:6]) for t in candidates
                           if t is not None and _consistent(Affine(*tuple(t)[:6]), data, y, x)),
                          None)

@@ -119,8 +119,8 @@ class LoadResult:
 def _check_name(name: str) -> None:
     if not _NAME.match(name):
         raise InputError(
-            f"--dataset {name!r}: use 1-63 letters, digits, '_', '-' or '.', starting with a "
-            "letter or digit"
+            f"dataset={name!r}: use 1-63 letters, digits, '_', '-' or '.', starting with a "
+            "letter or digit", parameter="dataset",
         )
 
 
@@ -273,8 +273,9 @@ def _store(
             if not replace:
                 raise DatasetExistsError(
                     f"dataset {dataset!r} exists ({existing.parcel_count} parcels, loaded "
-                    f"{existing.created_at:%Y-%m-%d %H:%M}); pass --replace to replace it "
-                    "(its signatures, markers and decisions are deleted with it)"
+                    f"{existing.created_at:%Y-%m-%d %H:%M}); pass replace=True to replace it "
+                    "(its signatures, markers and decisions are deleted with it)",
+                    parameter="replace",
                 )
             _delete_dataset(conn, int(existing.id))
         dataset_id = int(
@@ -568,7 +569,8 @@ def export_parcels(name: str, to: str | Path, *, url: str | None = None) -> Path
     suffix = target.suffix.lower()
     if suffix not in {".parquet", ".gpkg", ".fgb"}:
         raise InputError(
-            f"--to {target}: unknown format; use a .parquet (GeoParquet 1.1), .gpkg or .fgb file"
+            f"to={str(target)!r}: unknown format; use a .parquet (GeoParquet 1.1), .gpkg or "
+            ".fgb file", parameter="to",
         )
     frame = read_dataset_parcels(name, url=url)
     target.parent.mkdir(parents=True, exist_ok=True)

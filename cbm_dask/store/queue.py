@@ -30,7 +30,7 @@ import sqlalchemy as sa
 from psycopg import sql
 
 from cbm_dask import config
-from cbm_dask.errors import InputError
+from cbm_dask.errors import DatasetNotFoundError, InputError
 from cbm_dask.store.engine import database_url, get_engine, libpq_dsn
 
 __all__ = [
@@ -89,7 +89,7 @@ def max_attempts() -> int:
     """Return ``cbm.extract.max-attempts``: claims of a unit before it is marked failed."""
     value = int(config.get("extract.max-attempts", 3))
     if value < 1:
-        raise InputError(f"cbm.extract.max-attempts = {value}: use 1 or more")
+        raise InputError(f"cbm.extract.max-attempts is {value}: set it to 1 or more")
     return value
 
 
@@ -109,18 +109,21 @@ def dataset_ids(names: Sequence[str], *, url: str | None = None) -> dict[str, in
 
     Raises
     ------
-    InputError
+    DatasetNotFoundError
         When a dataset is not loaded.
     """
     with get_engine(url).connect() as conn:
         rows: dict[str, int] = dict(conn.execute(
             sa.text("SELECT name, id FROM datasets WHERE name = ANY(:n)"), {"n": list(names)}
         ).all())
-    missing = [n for n in names if n not in rows]
-    if missing:
-        raise InputError(
-            f"--dataset {', '.join(missing)}: no such dataset; see `cbm datasets list`"
-        )
+        missing = [n for n in names if n not in rows]
+        if missing:
+            known = conn.execute(
+                sa.text("SELECT name FROM datasets ORDER BY name")).scalars().all()
+            raise DatasetNotFoundError(
+                f"no dataset {', '.join(map(repr, missing))}; loaded datasets: "
+                f"{', '.join(known) or 'none'} (load one with `cbm parcels load`)"
+            )
     return {n: int(rows[n]) for n in names}
 
 

@@ -48,8 +48,10 @@ def parcel_time_series(
         ).first()
         if row is None:
             raise InputError(
-                f"no parcel {parcel_id!r} in dataset {dataset!r}; check both with "
-                "`cbm parcels info --dataset NAME`"
+                f"parcel_id={parcel_id!r}: no such parcel in dataset {dataset!r}; check the "
+                "dataset name and that the id is one of its parcel ids (the id column chosen "
+                "when it was loaded, see dataset_info / `cbm parcels info`)",
+                parameter="parcel_id",
             )
         stored = conn.execute(
             sa.text(

@@ -62,15 +62,19 @@ def _split(value: str | Sequence[str] | None) -> tuple[str, ...] | None:
     return tuple(p.strip() for part in parts for p in part.split(",") if p.strip()) or None
 
 
-def _resolve(columns: Sequence[str], name: str, flag: str) -> str:
-    """Return the actual spelling of ``name`` in ``columns`` (case-insensitive)."""
+def _resolve(columns: Sequence[str], name: str, parameter: str) -> str:
+    """Return the actual spelling of ``name`` in ``columns`` (case-insensitive).
+
+    ``parameter`` is the argument ``name`` was given as, for the message.
+    """
     if name in columns:
         return name
     folded = {c.casefold(): c for c in columns}
     if name.casefold() in folded:
         return folded[name.casefold()]
     raise ColumnDetectionError(
-        f"{flag} {name}: no such column; the file has: {', '.join(columns)}"
+        f"{parameter}={name!r}: no such column; the file has: {', '.join(columns)}",
+        parameter=parameter,
     )
 
 
@@ -92,19 +96,19 @@ def _detect_id(frame: pd.DataFrame, candidates: Sequence[str]) -> str:
     if len(id_like) == 1:
         return id_like[0]
     hint = (
-        f"pass --id-column NAME, several columns as --id-column A,B (joined with "
-        f"'{_ID_SEPARATOR}'), or --id-column {FEATURE_ID} to use the file's feature ids"
+        f"pass id_column='NAME', several columns as id_column='A,B' (joined with "
+        f"'{_ID_SEPARATOR}'), or id_column='{FEATURE_ID}' to use the file's feature ids"
     )
     if named:
         dupes = {c: int(frame[c].duplicated(keep=False).sum()) for c in named}
         detail = ", ".join(f"{c} ({n} rows share a value)" for c, n in dupes.items())
         raise ColumnDetectionError(
             f"no unique parcel id column: {detail}; columns with unique values: "
-            f"{', '.join(unique) or 'none'}; {hint}"
+            f"{', '.join(unique) or 'none'}; {hint}", parameter="id_column",
         )
     raise ColumnDetectionError(
         f"cannot tell which column is the parcel id; columns with unique values: "
-        f"{', '.join(id_like or unique) or 'none'}; {hint}"
+        f"{', '.join(id_like or unique) or 'none'}; {hint}", parameter="id_column",
     )
 
 
@@ -137,7 +141,7 @@ def detect_columns(
     ------
     ColumnDetectionError
         When a named column does not exist, or the parcel id cannot be decided;
-        the message names the candidate columns and the flag to use.
+        the message names the candidate columns and the parameter to use.
     """
     columns = [c for c in frame.columns if c != "geometry"]
     detected: list[str] = []
@@ -147,11 +151,11 @@ def detect_columns(
         ids = (_detect_id(frame, config.get("parcels.id-columns")),)
         detected.append("id")
     elif ids != (FEATURE_ID,):
-        ids = tuple(_resolve(columns, name, "--id-column") for name in ids)
+        ids = tuple(_resolve(columns, name, "id_column") for name in ids)
 
-    def role(explicit: str | None, key: str, flag: str, name: str) -> str | None:
+    def role(explicit: str | None, key: str, parameter: str, name: str) -> str | None:
         if explicit:
-            return _resolve(columns, explicit, flag)
+            return _resolve(columns, explicit, parameter)
         found = _detect_optional(columns, config.get(f"parcels.{key}"))
         if found:
             detected.append(name)
@@ -159,10 +163,10 @@ def detect_columns(
 
     return ColumnMapping(
         id=ids,
-        crop_code=role(crop_code_column, "crop-code-columns", "--crop-code-column", "crop_code"),
-        crop_name=role(crop_name_column, "crop-name-columns", "--crop-name-column", "crop_name"),
-        scheme=role(scheme_column, "scheme-columns", "--scheme-column", "scheme"),
-        practice=role(practice_column, "practice-columns", "--practice-column", "practice"),
+        crop_code=role(crop_code_column, "crop-code-columns", "crop_code_column", "crop_code"),
+        crop_name=role(crop_name_column, "crop-name-columns", "crop_name_column", "crop_name"),
+        scheme=role(scheme_column, "scheme-columns", "scheme_column", "scheme"),
+        practice=role(practice_column, "practice-columns", "practice_column", "practice"),
         detected=tuple(detected),
     )
 

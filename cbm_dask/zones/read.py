@@ -180,7 +180,7 @@ def read_parcels(
     if source.suffix.lower() in _PARQUET_SUFFIXES:
         try:
             frame, wkb, plain, deferred = _read_geoparquet(source, defer=defer, crs=crs)
-        except Exception as exc:  # pyarrow raises many types for corrupt files
+        except Exception as exc:  # corrupt files fail in pyarrow, geopandas or shapely
             raise InputError(
                 f"{source}: not a readable GeoParquet file ({_one_line(exc)})"
             ) from exc
@@ -189,24 +189,25 @@ def read_parcels(
     else:
         try:
             layers = [str(row[0]) for row in pyogrio.list_layers(source)]
-        except Exception as exc:
+        except Exception as exc:  # GDAL drivers fail in many ways on damaged files
             raise InputError(
                 f"{source}: not a readable vector dataset ({_one_line(exc)}); check the file "
                 "is complete and in a format GDAL reads"
             ) from exc
         if layer is not None and layer not in layers:
-            raise InputError(f"{source}: no layer {layer!r}; layers: {', '.join(layers)}")
+            raise InputError(f"layer={layer!r}: no such layer in {source}; layers: "
+                             f"{', '.join(layers)}", parameter="layer")
         if layer is None and len(layers) > 1:
             raise InputError(
                 f"{source} holds {len(layers)} layers ({', '.join(layers)}); choose one with "
-                "--layer NAME"
+                "layer='NAME'", parameter="layer",
             )
         chosen = layer or (layers[0] if layers else None)
         try:
             frame = pyogrio.read_dataframe(
                 source, layer=chosen, encoding=encoding, use_arrow=True, fid_as_index=True
             )
-        except Exception as exc:
+        except Exception as exc:  # as above, and arrow or decoding errors of the attributes
             raise InputError(f"{source}: cannot be read ({_one_line(exc)})") from exc
         feature_ids = pd.Series(frame.index.to_numpy(), index=pd.RangeIndex(len(frame)))
         frame = frame.reset_index(drop=True)
@@ -217,7 +218,8 @@ def read_parcels(
         frame = frame.set_crs(crs, allow_override=True)
     elif frame.crs is None:
         raise InputError(
-            f"{source}: declares no coordinate reference system; pass --crs EPSG:NNNN"
+            f"{source}: declares no coordinate reference system; pass it as "
+            "crs='EPSG:NNNN'", parameter="crs",
         )
     if frame.crs.is_geographic and len(frame):
         west, south, east, north = frame.total_bounds
@@ -225,7 +227,7 @@ def read_parcels(
             raise InputError(
                 f"{source}: coordinates ({west:.0f}, {south:.0f}, {east:.0f}, {north:.0f}) are "
                 f"not degrees of {frame.crs.to_string()}; the file's CRS is wrong (GeoJSON "
-                "implies WGS84): pass the real one with --crs EPSG:NNNN"
+                "implies WGS84): pass the real one as crs='EPSG:NNNN'", parameter="crs",
             )
     if frame.geometry.name != "geometry":
         frame = frame.rename_geometry("geometry")

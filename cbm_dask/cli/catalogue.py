@@ -1,18 +1,27 @@
-"""``cbm catalog``: the image catalogue (STAC search → ``images``, per-dataset listing)."""
+"""``cbm catalogue``: the image catalogue (STAC search → ``images``, per-dataset listing)."""
 
 from __future__ import annotations
 
 import click
 
-from cbm_dask.cli.options import CbmGroup, console, dataset_opt, json_opt, print_json, print_table
+from cbm_dask.cli.options import (
+    CbmCommand,
+    CbmGroup,
+    console,
+    dataset_opt,
+    json_opt,
+    print_json,
+    print_table,
+)
 
 
 @click.group(cls=CbmGroup)
-def catalog() -> None:
+def catalogue() -> None:
     """Catalogue Sentinel images from a STAC API and list them per dataset."""
 
 
-@catalog.command()
+@catalogue.command(cls=CbmCommand,
+                   spellings={"on_invalid='skip'": "run without --strict"})
 @click.option("--stac-url", metavar="URL",
               help="STAC API root (default: cbm.stac.url, else the local STAC API).")
 @click.option("--collection", "-c", required=True, metavar="C",
@@ -23,7 +32,7 @@ def catalog() -> None:
 @click.option("--start", required=True, metavar="DATE", help="First acquisition date (UTC).")
 @click.option("--end", required=True, metavar="DATE", help="Last acquisition date, inclusive.")
 @click.option("--page-size", type=int, metavar="N",
-              help="Items per page and per transaction (default catalogue.page-size).")
+              help="Items per page and per transaction (default cbm.catalogue.page-size).")
 @click.option("--strict", is_flag=True,
               help="Stop at the first item that cannot be catalogued instead of skipping it.")
 @json_opt
@@ -53,7 +62,7 @@ def sync(stac_url: str | None, collection: str, dataset: str | None, bbox: str |
         console.print(f"[yellow]skipped[/] {item_id}: {reason}")
 
 
-@catalog.command(name="list")
+@catalogue.command(name="list")
 @dataset_opt
 @click.option("--collection", "-c", metavar="C", help="Only images of this collection.")
 @json_opt
