@@ -83,8 +83,10 @@ def find_lpis_samples(data_dir: str | Path) -> Path:
     missing = [s.path for s in LPIS_SAMPLES if not (lpis / s.path).exists()]
     if missing:
         raise InputError(
-            f"--data {data_dir}: the LPIS samples are missing ({', '.join(missing[:3])} ...); "
-            "point --data at the real data directory (shared/data/real)"
+            f"data_dir={str(data_dir)!r}: the LPIS samples are missing "
+            f"({', '.join(missing[:3])} ...); point data_dir= at the real data directory "
+            "(shared/data/real)",
+            parameter="data_dir",
         )
     return lpis
 

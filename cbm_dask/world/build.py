@@ -416,8 +416,9 @@ def _clear_outputs(root: Path, overwrite: bool) -> None:
         return
     if not overwrite:
         raise InputError(
-            f"{root} already holds a world ({', '.join(present)}); choose another --out "
-            "or pass --overwrite"
+            f"out={str(root)!r} already holds a world ({', '.join(present)}); choose "
+            "another out= or pass overwrite=True",
+            parameter=("out", "overwrite"),
         )
     for name in present:
         target = root / name

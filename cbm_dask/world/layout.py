@@ -319,7 +319,8 @@ def generate_layout(grid: WorldGrid, parcels: int, seed: int) -> Layout:
     if best is None:
         raise InputError(
             f"could not fit {parcels} parcels into a {extent / 1000:.2f} km square; "
-            "use fewer --parcels or a larger --size"
+            "use fewer parcels or a larger world size",
+            parameter=("parcels", "size"),
         )
     _, (fields, block_of, forest, built_polys, water, roads) = best
     inside_idx = np.flatnonzero(shapely.contains_properly(shrunk, fields))

@@ -101,8 +101,9 @@ class WorldParams:
         max_parcels = int((self.size * 10) ** 2 / 2500)
         if self.parcels > max_parcels:
             raise InputError(
-                f"{self.parcels} parcels do not fit in {self.size}x{self.size} pixels; "
-                f"use at most {max_parcels} or a larger --size"
+                f"parcels={self.parcels} do not fit in a world of size={self.size} pixels "
+                f"square; use at most {max_parcels} parcels or a larger size",
+                parameter=("parcels", "size"),
             )
         if self.end < self.start:
             raise InputError(f"end {self.end} is before start {self.start}; swap them")
