@@ -110,9 +110,10 @@ _S3_ENV = ("CBM_S3_ENDPOINT", "CBM_S3_BUCKET", "CBM_S3_REGION", "CBM_STAC_URL",
 def s3_server(cbm_home: Path) -> Iterator[object]:
     """The real embedded SeaweedFS on free 127.0.0.1 ports under the session CBM_HOME.
 
-    Yields its :class:`cbm_dask.services.s3.S3Settings`; stopped by PID at the end.
+    Yields its :class:`cbm_dask.objectstore.S3Settings`; stopped by PID at the end.
     """
-    from cbm_dask.services.s3 import S3Settings, SeaweedService
+    from cbm_dask.objectstore import S3Settings
+    from cbm_dask.services.s3 import SeaweedService
 
     settings = s3_port_settings()
     with pytest.MonkeyPatch.context() as patch, dask.config.set(settings):

@@ -31,8 +31,9 @@ from cbm_dask.archive.sources import parse_safe_metadata, site_name
 from cbm_dask.cli.main import cli
 from cbm_dask.errors import InputError, ServiceError
 from cbm_dask.load.gdal_env import capture_gdal_env, configure_odc_stac
+from cbm_dask.objectstore import S3Settings
 from cbm_dask.sentinel.mgrs import mgrs_tile_at
-from cbm_dask.services.s3 import S3Settings, s3_client
+from cbm_dask.services.s3 import s3_client
 from tests._helpers import REAL_DATA, free_port
 
 KEMPEN_S2 = REAL_DATA / "s2_l2a_flanders_kempen_2022_2023"

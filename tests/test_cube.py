@@ -16,7 +16,7 @@ from affine import Affine
 
 from cbm_dask.catalogue.normalise import ImageRecord, normalise_item
 from cbm_dask.errors import InputError
-from cbm_dask.load.cube import _task_env, load_cube, native_geobox, solar_day, split_by_epsg
+from cbm_dask.load import GdalEnv, load_cube, native_geobox, solar_day, split_by_epsg
 from cbm_dask.sentinel.bands import canonical_band, parse_asset_key
 from tests._helpers import (
     IRELAND_WINDOW,
@@ -222,7 +222,7 @@ def test_physical_values_are_those_of_the_xarray_expression_bit_for_bit(lazy: bo
     import dask.array as da
     import xarray as xr
 
-    from cbm_dask.load.physical import physical_values
+    from cbm_dask.load._physical import physical_values
 
     rng = np.random.default_rng(7)
     dn = rng.integers(0, 12_000, (3, 70, 90)).astype("uint16")
@@ -355,19 +355,21 @@ def test_bad_inputs_name_what_to_fix() -> None:
         load_cube([kempen, s1_item("2023-04-05")])
     with pytest.raises(InputError, match="no images"):
         load_cube([kempen], time=("2024-01-01", None))
+    not_an_env: Any = ("AWS_S3_ENDPOINT", "127.0.0.1:8333")
+    with pytest.raises(InputError, match="gdal_env: expected a GdalEnv"):
+        load_cube([kempen], bands=["B04"], gdal_env=not_an_env)
 
 
 @pytest.mark.realdata
 def test_gdal_env_travels_with_the_graph() -> None:
-    env = _task_env({"AWS_S3_ENDPOINT": "127.0.0.1:8333", "AWS_HTTPS": "NO",
-                     "AWS_VIRTUAL_HOSTING": "FALSE", "AWS_ACCESS_KEY_ID": "k",
-                     "AWS_SECRET_ACCESS_KEY": "s", "AWS_NO_SIGN_REQUEST": "NO"})
+    env = GdalEnv.from_options({"AWS_S3_ENDPOINT": "127.0.0.1:8333", "AWS_HTTPS": "NO",
+                                "AWS_VIRTUAL_HOSTING": "FALSE", "AWS_ACCESS_KEY_ID": "k",
+                                "AWS_SECRET_ACCESS_KEY": "s",
+                                "AWS_NO_SIGN_REQUEST": "NO"}).task_env()
     assert env["_aws"] == {"endpoint_url": "127.0.0.1:8333", "aws_access_key_id": "k",
                            "aws_secret_access_key": "s", "aws_unsigned": False}
     assert env["AWS_VIRTUAL_HOSTING"] == "FALSE" and "AWS_ACCESS_KEY_ID" not in env
     # Local files read the same with an explicit environment embedded in the graph.
-    from cbm_dask.load.gdal_env import GdalEnv
-
     item = earth_search_item("2023-04-05")
     plain = load_cube([item], bands=["B04"])
     for gdal_env in ({"GDAL_HTTP_MAX_RETRY": "3"},
@@ -377,7 +379,7 @@ def test_gdal_env_travels_with_the_graph() -> None:
 
 
 def test_s3_hrefs_read_through_the_gdal_env(s3_server: Any) -> None:
-    from cbm_dask.load.gdal_env import capture_gdal_env
+    from cbm_dask.load import capture_gdal_env
     from cbm_dask.services.s3 import ensure_bucket, s3_client
 
     ensure_bucket(s3_server)
@@ -488,7 +490,7 @@ def test_stored_values_where_an_image_covers_part_of_the_grid(tmp_path: Path) ->
 def test_misaligned_assets_are_read_by_odc_stac() -> None:
     from odc.geo.geobox import GeoBox
 
-    from cbm_dask.load.native import native_offset
+    from cbm_dask.load._native import native_offset
 
     box = GeoBox((100, 100), Affine(10, 0, 600_000, 0, -10, 5_700_000), "EPSG:32631")
     assert native_offset(Affine(10, 0, 599_900, 0, -10, 5_700_050), box) == (-5, -10)

@@ -32,7 +32,8 @@ from cbm_dask.archive import publish
 from cbm_dask.catalogue import sync_catalogue
 from cbm_dask.cli.main import cli
 from cbm_dask.extract import extract
-from cbm_dask.services.s3 import S3Settings, s3_client
+from cbm_dask.objectstore import S3Settings
+from cbm_dask.services.s3 import s3_client
 from cbm_dask.store.engine import get_engine
 from cbm_dask.store.parcels import load_parcel_file
 from cbm_dask.world import S1_BACKSCATTER, S1_COHERENCE, S2_L2A, WorldParams, build_world

@@ -31,6 +31,7 @@ import cbm_dask
 from cbm_dask.cli.main import cli
 from cbm_dask.errors import ConfigError, ServiceError
 from cbm_dask.load.gdal_env import GdalEnv, capture_gdal_env, s3_gdal_options
+from cbm_dask.objectstore import S3Settings
 from cbm_dask.services import registry
 from cbm_dask.services._process import (
     alive,
@@ -39,7 +40,7 @@ from cbm_dask.services._process import (
     port_in_use,
     setting_env_name,
 )
-from cbm_dask.services.s3 import S3Settings, SeaweedService, embedded_identity, ensure_bucket
+from cbm_dask.services.s3 import SeaweedService, embedded_identity, ensure_bucket
 from cbm_dask.services.stac import StacService, stac_url
 from tests._helpers import REAL_DATA, free_port, s3_port_settings
 

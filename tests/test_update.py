@@ -22,7 +22,7 @@ from cbm_dask.archive import publish
 from cbm_dask.catalogue.sync import SyncWindow, update_catalogue, update_window
 from cbm_dask.cli.main import cli
 from cbm_dask.errors import DatasetNotFoundError, InputError
-from cbm_dask.services.s3 import S3Settings
+from cbm_dask.objectstore import S3Settings
 from cbm_dask.store.engine import get_engine
 from cbm_dask.store.parcels import load_parcel_file
 from cbm_dask.world import S1_BACKSCATTER, S1_COHERENCE, S2_L2A, WorldParams, build_world

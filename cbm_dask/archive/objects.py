@@ -10,7 +10,8 @@ from typing import Any
 
 from cbm_dask.archive.sources import Upload
 from cbm_dask.errors import ServiceError
-from cbm_dask.services.s3 import S3Settings, ensure_bucket, s3_client
+from cbm_dask.objectstore import S3Settings
+from cbm_dask.services.s3 import ensure_bucket, s3_client
 
 __all__ = ["ObjectStore", "file_md5"]
 

@@ -15,7 +15,7 @@ from cbm_dask.archive.objects import ObjectStore
 from cbm_dask.archive.sources import PlannedItem, plan_directory
 from cbm_dask.archive.stac_api import StacTransactions
 from cbm_dask.errors import InputError
-from cbm_dask.services.s3 import S3Settings
+from cbm_dask.objectstore import S3Settings
 
 __all__ = ["PublishReport", "publish"]
 

@@ -16,12 +16,13 @@ to *capture* the options once, on the client, into a small frozen, picklable
 
 The captured options are those of ``cbm.gdal.options`` (overridden by ``GDAL_*``,
 ``CPL_*`` and ``VSI_*`` variables of the capturing process) plus the S3 endpoint
-options derived from :class:`~cbm_dask.services.s3.S3Settings`: ``AWS_S3_ENDPOINT``,
+options derived from :class:`~cbm_dask.objectstore.S3Settings`: ``AWS_S3_ENDPOINT``,
 ``AWS_HTTPS``, ``AWS_VIRTUAL_HOSTING``, ``AWS_REGION``, ``AWS_NO_SIGN_REQUEST``.
 Credentials travel as a rasterio :class:`~rasterio.session.AWSSession` (rasterio
-refuses them as plain options).  For odc-stac, :func:`configure_odc_stac` hands the
-same settings to :func:`odc.stac.configure_rio`; ``odc.stac.load`` then puts them
-in the task graph itself.
+refuses them as plain options).  :class:`GdalEnv` is the one place where options
+become a session: :meth:`GdalEnv.apply` for rasterio, :meth:`GdalEnv.task_env` for
+odc-loader's tasks, and :func:`configure_odc_stac` for odc-stac's process-wide
+configuration all use :meth:`GdalEnv.aws_session_kwargs`.
 
 The credentials are part of the pickled object, so they travel to the workers
 with the graph, like odc-stac's own session settings; they are hidden from
@@ -30,6 +31,7 @@ with the graph, like odc-stac's own session settings; they are hidden from
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -37,11 +39,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
 from cbm_dask import config
+from cbm_dask.objectstore import S3Settings
 
 if TYPE_CHECKING:
     import rasterio.env
-
-    from cbm_dask.services.s3 import S3Settings
+    import rasterio.session
 
 __all__ = [
     "CREDENTIAL_OPTIONS",
@@ -145,31 +147,58 @@ class GdalEnv:
                     or "AWS_NO_SIGN_REQUEST" in names)
 
     def aws_session_kwargs(self) -> dict[str, Any] | None:
-        """Keyword arguments of :class:`rasterio.session.AWSSession`, None without S3."""
+        """Keyword arguments of :class:`rasterio.session.AWSSession`, None without S3.
+
+        Only the settings given appear (rasterio's defaults stand for the rest), but
+        ``aws_unsigned`` always does, so a worker's own ``AWS_NO_SIGN_REQUEST`` cannot
+        turn signing off.
+        """
         if not self.uses_s3:
             return None
         names = dict(self.config)
-        unsigned = names.get("AWS_NO_SIGN_REQUEST", "NO").upper() in _TRUE
-        kwargs: dict[str, Any] = {
-            "aws_unsigned": unsigned,
+        unsigned = names.get("AWS_NO_SIGN_REQUEST", "NO").strip().upper() in _TRUE
+        settings = {
             "region_name": names.get("AWS_REGION") or names.get("AWS_DEFAULT_REGION"),
+            "profile_name": names.get("AWS_PROFILE"),
             "endpoint_url": names.get("AWS_S3_ENDPOINT"),
-            "requester_pays": names.get("AWS_REQUEST_PAYER", "").lower() == "requester",
         }
         if not unsigned:
-            kwargs.update(aws_access_key_id=self.access_key,
-                          aws_secret_access_key=self.secret_key,
-                          aws_session_token=self.session_token)
+            settings.update(aws_access_key_id=self.access_key,
+                            aws_secret_access_key=self.secret_key,
+                            aws_session_token=self.session_token)
+        kwargs: dict[str, Any] = {"aws_unsigned": unsigned}
+        kwargs.update({name: value for name, value in settings.items() if value})
+        if names.get("AWS_REQUEST_PAYER", "").strip().upper() in _TRUE | {"REQUESTER"}:
+            kwargs["requester_pays"] = True
         return kwargs
+
+    def with_defaults(self, defaults: Mapping[str, Any]) -> GdalEnv:
+        """Return a copy with the plain GDAL options ``defaults`` where not set already."""
+        merged = {str(k): _text(v) for k, v in defaults.items() if v is not None}
+        merged.update(self.config)
+        return GdalEnv(config=tuple(sorted(merged.items())), access_key=self.access_key,
+                       secret_key=self.secret_key, session_token=self.session_token)
+
+    def task_env(self) -> dict[str, Any]:
+        """Return the environment odc-loader applies in each of its tasks.
+
+        The GDAL options, and under ``_aws`` the :meth:`aws_session_kwargs` from which
+        odc-loader builds the rasterio ``AWSSession`` in the worker; like
+        :meth:`options`, the result holds the credentials.
+        """
+        env: dict[str, Any] = self.gdal_options()
+        session = self.aws_session_kwargs()
+        if session:
+            env["_aws"] = session
+        return env
 
     # -- application ---------------------------------------------------------
     def rasterio_env(self) -> rasterio.env.Env:
         """Return a (not yet entered) :class:`rasterio.Env` for this configuration."""
         import rasterio
-        from rasterio.session import AWSSession
 
         kwargs = self.aws_session_kwargs()
-        session = AWSSession(**kwargs) if kwargs is not None else None
+        session = _aws_session(tuple(sorted(kwargs.items()))) if kwargs is not None else None
         return rasterio.Env(session=session, **self.gdal_options())
 
     @contextmanager
@@ -185,6 +214,14 @@ class GdalEnv:
     def wrap(self, func: Callable[P, R]) -> Callable[P, R]:
         """Return ``func`` running under :meth:`apply`; picklable when ``func`` is."""
         return _InGdalEnv(self, func)
+
+
+@functools.lru_cache(maxsize=8)
+def _aws_session(settings: tuple[tuple[str, Any], ...]) -> rasterio.session.AWSSession:
+    """One rasterio AWSSession per process and settings (a new boto3 session costs ~50 ms)."""
+    from rasterio.session import AWSSession
+
+    return AWSSession(**dict(settings))
 
 
 class _InGdalEnv(Generic[P, R]):
@@ -239,8 +276,6 @@ def capture_gdal_env(
     options.update({k: v for k, v in os.environ.items()
                     if k.startswith(_ENV_PREFIXES) and k not in _MACHINE_LOCAL})
     if with_s3:
-        from cbm_dask.services.s3 import S3Settings
-
         settings = s3 if s3 is not None else S3Settings.from_config()
         options.update(s3_gdal_options(settings))
         if not settings.unsigned:

