@@ -207,7 +207,8 @@ def native_geobox(
             raise InputError(
                 f"the requested area {tuple(round(v, 2) for v in area)} ({crs}) does not "
                 f"overlap the images (extent {tuple(round(v, 2) for v in data)}); check "
-                "--bbox/parcels and the images' footprints"
+                "bbox= or parcels= against the images' footprints",
+                parameter=("bbox", "parcels"),
             )
         data = cut
     step_x, step_y = abs(res_x), abs(res_y)

@@ -600,7 +600,11 @@ def read_world(directory: str | Path) -> WorldSummary:
     root = Path(directory).expanduser().absolute()
     meta = root / "world.json"
     if not meta.is_file():
-        raise InputError(f"{root} holds no world.json; build one with `cbm world build --out DIR`")
+        raise InputError(
+            f"directory={str(root)!r} holds no world.json; build one there with build_world() "
+            "or `cbm world build --out DIR`",
+            parameter="directory",
+        )
     doc = json.loads(meta.read_text(encoding="utf-8"))
     if doc.get("format") != FORMAT:
         raise InputError(f"{meta} is not a {FORMAT} document; rebuild the world")
