@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from cbm_dask import config
-from cbm_dask.archive.objects import ObjectStore
+from cbm_dask.archive._objects import ObjectStore
+from cbm_dask.archive._stac_api import StacTransactions
 from cbm_dask.archive.sources import PlannedItem, plan_directory
-from cbm_dask.archive.stac_api import StacTransactions
 from cbm_dask.errors import InputError
 from cbm_dask.objectstore import S3Settings
 

@@ -12,7 +12,7 @@ the settings the installed stac-fastapi-pgstac reads from the environment
 
 The Transaction extension is enabled so that ``cbm archive publish`` registers
 items over HTTP like any client of a transactional STAC API (see
-:mod:`cbm_dask.archive.stac_api` for why).
+:mod:`cbm_dask.archive._stac_api` for why).
 """
 
 from __future__ import annotations
