@@ -35,8 +35,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from cbm_dask import config
-from cbm_dask.errors import ConfigError, ServiceError
-from cbm_dask.services._process import (
+from cbm_dask._process import (
     ensure_port_free,
     read_pid,
     spawn_daemon,
@@ -44,6 +43,7 @@ from cbm_dask.services._process import (
     wait_until,
     warn_if_ephemeral,
 )
+from cbm_dask.errors import ConfigError, ServiceError
 from cbm_dask.services.registry import ServiceStatus
 
 __all__ = [
