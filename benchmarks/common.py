@@ -27,7 +27,7 @@ def machine() -> str:
 
 
 def _free_port() -> int:
-    from cbm_dask.services._process import free_port
+    from cbm_dask._process import free_port
 
     return free_port()
 

@@ -1,4 +1,4 @@
-"""Helpers shared by the test modules: where the real data lives, free ports, STAC items.
+"""Helpers shared by the test modules: where the real data lives, ports, STAC items.
 
 The real data (Sentinel COGs, STAC items, LPIS samples) is read in place, never
 copied.  It is found next to the repository (``../shared/data/real``) unless
@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +20,7 @@ import shapely
 import shapely.geometry
 from pyproj import Transformer
 
-from cbm_dask.services._process import free_port, setting_env_name
+from cbm_dask._process import free_port, setting_env_name, stop_daemon
 
 __all__ = [
     "COG",
@@ -37,7 +39,9 @@ __all__ = [
     "free_admin_port",
     "free_port",
     "ireland_item",
+    "occupy",
     "planetary_item",
+    "release",
     "s1_item",
     "s3_port_settings",
 ]
@@ -84,6 +88,28 @@ def s3_port_settings() -> dict[str, object]:
                                             "filer", "filer-grpc", "s3-grpc")}
     ports["admin"] = free_admin_port()
     return {"cbm.s3.port": free_port(), "cbm.s3.ports": ports}
+
+
+def occupy(port: int) -> subprocess.Popen[str]:
+    """Start a real program (another process) listening on 127.0.0.1:``port``.
+
+    Stop it with :func:`release`.
+    """
+    code = ("import socket, sys, time\n"
+            "s = socket.socket(); s.bind(('127.0.0.1', int(sys.argv[1]))); s.listen()\n"
+            "print('listening', flush=True); time.sleep(600)\n")
+    holder = subprocess.Popen([sys.executable, "-c", code, str(port)], stdout=subprocess.PIPE,
+                              text=True)
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "listening"
+    return holder
+
+
+def release(holder: subprocess.Popen[str]) -> None:
+    """Stop a program of :func:`occupy` by its PID and reap it."""
+    stop_daemon(holder.pid, timeout=5)
+    holder.wait()
+    if holder.stdout is not None:
+        holder.stdout.close()
 
 
 def dask_env(settings: dict[str, object]) -> dict[str, str]:

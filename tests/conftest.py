@@ -76,7 +76,7 @@ def cbm_home() -> Iterator[Path]:
 @pytest.fixture(scope="session")
 def postgis(cbm_home: Path) -> Iterator[str]:
     """A real embedded PostGIS cluster, migrated; stopped by PID at the end."""
-    from cbm_dask.services._process import stop_daemon
+    from cbm_dask._process import stop_daemon
     from cbm_dask.store import migrate
     from cbm_dask.store.embedded import EmbeddedCluster
     from cbm_dask.store.engine import database_url

@@ -195,7 +195,7 @@ def test_a_taken_database_port_names_its_owner_and_the_setting(
 @pytest.mark.services
 def test_embedded_cluster_life_cycle(monkeypatch: pytest.MonkeyPatch) -> None:
     """A second, short-lived cluster: up, status, down, up again keeps the data."""
-    from cbm_dask.services._process import stop_daemon
+    from cbm_dask._process import stop_daemon
     from tests._helpers import free_port
 
     home = Path(tempfile.mkdtemp(prefix="cbm-"))  # short: unix socket paths are limited

@@ -28,21 +28,21 @@ from botocore.config import Config
 from click.testing import CliRunner
 
 import cbm_dask
-from cbm_dask.cli.main import cli
-from cbm_dask.errors import ConfigError, ServiceError
-from cbm_dask.load.gdal_env import GdalEnv, capture_gdal_env, s3_gdal_options
-from cbm_dask.objectstore import S3Settings
-from cbm_dask.services import registry
-from cbm_dask.services._process import (
+from cbm_dask._process import (
     alive,
     ensure_port_free,
     ephemeral_port_range,
     port_in_use,
     setting_env_name,
 )
+from cbm_dask.cli.main import cli
+from cbm_dask.errors import ConfigError, ServiceError
+from cbm_dask.load.gdal_env import GdalEnv, capture_gdal_env, s3_gdal_options
+from cbm_dask.objectstore import S3Settings
+from cbm_dask.services import registry
 from cbm_dask.services.s3 import SeaweedService, embedded_identity, ensure_bucket
 from cbm_dask.services.stac import StacService, stac_url
-from tests._helpers import REAL_DATA, free_port, s3_port_settings
+from tests._helpers import REAL_DATA, free_port, occupy, release, s3_port_settings
 
 COG = REAL_DATA / "s2_l2a_flanders_kempen_2022_2023" / "cogs" / "2023-04-05" / "B04.tif"
 
@@ -398,17 +398,6 @@ def test_a_time_wait_source_port_blocks_bind_and_is_explained() -> None:
     assert "cbm.stac.port (env DASK_CBM__STAC__PORT)" in message
 
 
-def occupy(port: int) -> subprocess.Popen[str]:
-    """A real program (another process) listening on 127.0.0.1:port."""
-    code = ("import socket, sys, time\n"
-            "s = socket.socket(); s.bind(('127.0.0.1', int(sys.argv[1]))); s.listen()\n"
-            "print('listening', flush=True); time.sleep(600)\n")
-    holder = subprocess.Popen([sys.executable, "-c", code, str(port)], stdout=subprocess.PIPE,
-                              text=True)
-    assert holder.stdout is not None and holder.stdout.readline().strip() == "listening"
-    return holder
-
-
 @pytest.mark.services
 def test_a_taken_port_names_its_owner_and_the_setting(homes: Path) -> None:
     env = clean_env(homes / "home", low_port_env())
@@ -422,8 +411,7 @@ def test_a_taken_port_names_its_owner_and_the_setting(homes: Path) -> None:
                             capture_output=True, text=True, timeout=300)
     finally:
         for holder in holders:
-            holder.kill()
-            holder.wait()
+            release(holder)
         subprocess.run([str(CBM), "services", "down"], env=env, capture_output=True,
                        timeout=300, check=False)
     assert stac.returncode != 0 and s3.returncode != 0

@@ -28,10 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from cbm_dask import config
-from cbm_dask.errors import ConfigError, ServiceError
-from cbm_dask.objectstore import S3Settings, read_embedded_identity
-from cbm_dask.objectstore import embedded_identity_file as _identity_file
-from cbm_dask.services._process import (
+from cbm_dask._process import (
     ensure_port_free,
     read_pid,
     spawn_daemon,
@@ -39,6 +36,9 @@ from cbm_dask.services._process import (
     wait_until,
     warn_if_ephemeral,
 )
+from cbm_dask.errors import ConfigError, ServiceError
+from cbm_dask.objectstore import S3Settings, read_embedded_identity
+from cbm_dask.objectstore import embedded_identity_file as _identity_file
 from cbm_dask.services.registry import ServiceStatus
 
 __all__ = [

@@ -30,9 +30,7 @@ from pathlib import Path
 from sqlalchemy.engine import make_url
 
 from cbm_dask import config
-from cbm_dask._version import __version__
-from cbm_dask.errors import DatabaseError
-from cbm_dask.services._process import (
+from cbm_dask._process import (
     bind_listener,
     ensure_port_free,
     read_pid,
@@ -41,6 +39,8 @@ from cbm_dask.services._process import (
     wait_until,
     warn_if_ephemeral,
 )
+from cbm_dask._version import __version__
+from cbm_dask.errors import DatabaseError
 from cbm_dask.services.registry import ServiceStatus
 
 __all__ = [

@@ -14,7 +14,6 @@ import pwd
 import re
 import secrets
 import shutil
-import socket
 import subprocess
 import time
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from cbm_dask import config
+from cbm_dask._process import ensure_port_free, verified_pid
 from cbm_dask.errors import DatabaseError, ServiceError
 
 __all__ = ["EmbeddedCluster", "find_pg_bin"]
@@ -130,19 +130,23 @@ class EmbeddedCluster:
         return (self.data_dir / "PG_VERSION").exists() and self.password_file.exists()
 
     def pid(self) -> int | None:
-        """Return the postmaster's PID when it is running, else None."""
-        pid_file = self.data_dir / "postmaster.pid"
+        """Return the postmaster's PID when it is running, else None.
+
+        ``postmaster.pid`` holds the PID, the data directory and the start time:
+        after an unclean stop its PID may have been given to another program,
+        which is recognised (created later, or not running this data directory).
+        """
         try:
-            pid = int(pid_file.read_text().split("\n", 1)[0])
-        except (OSError, ValueError):
+            lines = (self.data_dir / "postmaster.pid").read_text().splitlines()
+            pid = int(lines[0])
+        except (OSError, ValueError, IndexError):
             return None
+        data_dir = lines[1] if len(lines) > 1 and lines[1] else str(self.data_dir)
         try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return None
-        except PermissionError:
-            pass  # alive, owned by the service account
-        return pid
+            started: float | None = float(lines[2])
+        except (ValueError, IndexError):
+            started = None
+        return verified_pid(pid, marker=data_dir, started=started)
 
     def url(self, database: str | None = None) -> str:
         """Return the SQLAlchemy URL of the embedded database.
@@ -313,15 +317,8 @@ class EmbeddedCluster:
     def _start(self) -> None:
         # Bind, as the server will: a connect probe misses ports held by outgoing
         # connections (docs/ict-guide.md, services and their ports).
-        from cbm_dask.services._process import port_problem
-
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                probe.bind(("127.0.0.1", self.port))
-            except OSError:
-                raise DatabaseError(port_problem(self.port, what="database",
-                                                 setting="cbm.database.port")) from None
+        ensure_port_free(self.port, what="database", setting="cbm.database.port",
+                         error=DatabaseError)
         log.info("starting embedded PostgreSQL on 127.0.0.1:%d", self.port)
         user = self._os_user()
         if user is not None and not self.log_file.exists():
