@@ -148,7 +148,8 @@ def ensure_bucket(settings: S3Settings, bucket: str | None = None) -> bool:
             return False
         raise ServiceError(
             f"cannot create bucket {name!r} at {settings.endpoint_url} ({exc}); create it "
-            "yourself or use an existing one with --bucket / CBM_S3_BUCKET"
+            "yourself or use an existing one with bucket= or cbm.s3.bucket (env CBM_S3_BUCKET)",
+            parameter="bucket",
         ) from exc
     log.info("created bucket %s at %s", name, settings.endpoint_url)
     return True
