@@ -34,8 +34,8 @@ from cbm_dask.world import (
     build_world,
     read_world,
 )
-from cbm_dask.world.grid import TILE_METRES, WorldGrid
-from cbm_dask.world.layout import generate_layout
+from cbm_dask.world._grid import TILE_METRES, WorldGrid
+from cbm_dask.world._layout import generate_layout
 from tests._helpers import REAL_DATA
 
 PARAMS = WorldParams(

@@ -39,13 +39,14 @@ from rasterio.crs import CRS
 
 from cbm_dask.errors import InputError
 from cbm_dask.sentinel.collections import S1_BACKSCATTER, S1_COHERENCE, S2_L2A
-from cbm_dask.world import clouds as clouds_mod
-from cbm_dask.world import sentinel1, sentinel2, stac
-from cbm_dask.world.grid import WorldGrid, sun_position
-from cbm_dask.world.layout import BUILT, FIELD0, Layout, generate_layout, rasterize_labels
-from cbm_dask.world.noise import derive_rng, fractal_noise
-from cbm_dask.world.params import WorldParams, WorldSummary
-from cbm_dask.world.phenology import (
+from cbm_dask.world import _clouds as clouds_mod
+from cbm_dask.world import _sentinel1 as sentinel1
+from cbm_dask.world import _sentinel2 as sentinel2
+from cbm_dask.world import _stac as stac
+from cbm_dask.world._grid import WorldGrid, sun_position
+from cbm_dask.world._layout import BUILT, FIELD0, Layout, generate_layout, rasterize_labels
+from cbm_dask.world._noise import derive_rng, fractal_noise
+from cbm_dask.world._phenology import (
     CROPS,
     CanopyState,
     Plan,
@@ -57,6 +58,7 @@ from cbm_dask.world.phenology import (
     simulate,
     weather,
 )
+from cbm_dask.world.params import WorldParams, WorldSummary
 
 __all__ = ["ProgressCallback", "build_world", "read_world"]
 

@@ -22,8 +22,8 @@ from numpy.typing import NDArray
 from rasterio import features
 
 from cbm_dask.errors import InputError
-from cbm_dask.world.grid import WorldGrid
-from cbm_dask.world.noise import derive_rng
+from cbm_dask.world._grid import WorldGrid
+from cbm_dask.world._noise import derive_rng
 
 __all__ = [
     "BUILT",

@@ -5,7 +5,7 @@ The items themselves are built by the archive's one item builder
 this module only says what is particular to the world: Earth Search style ids,
 the synthetic SAFE facts (baseline >= 04.00, DN carrying the +1000 offset,
 ``earthsearch:boa_offset_applied`` false), the rasters' grid (one
-:class:`~cbm_dask.world.grid.WorldGrid` window), relative links, the CC0 licence
+:class:`~cbm_dask.world._grid.WorldGrid` window), relative links, the CC0 licence
 and ``cbm:synthetic``.  Coherence items describe a pair through
 ``start_datetime`` (reference) and ``end_datetime`` (= ``datetime``, secondary).
 """
@@ -37,8 +37,8 @@ from cbm_dask.sentinel.stac import (
     SAT_EXTENSION,
     VIEW_EXTENSION,
 )
-from cbm_dask.world.grid import WorldGrid
-from cbm_dask.world.sentinel2 import BANDS
+from cbm_dask.world._grid import WorldGrid
+from cbm_dask.world._sentinel2 import BANDS
 
 __all__ = [
     "S1_ASSETS",

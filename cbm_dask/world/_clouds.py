@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from cbm_dask.world.noise import derive_rng, fractal_noise
+from cbm_dask.world._noise import derive_rng, fractal_noise
 
 __all__ = ["CloudField", "SkyPlan", "cloud_field", "plan_sky"]
 

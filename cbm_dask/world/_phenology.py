@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from cbm_dask.world.noise import derive_rng
+from cbm_dask.world._noise import derive_rng
 
 __all__ = [
     "CROPS",

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from cbm_dask.world.clouds import CloudField
-from cbm_dask.world.layout import BUILT, FIELD0, FOREST, ROAD, VERGE, WATER
-from cbm_dask.world.noise import derive_rng
+from cbm_dask.world._clouds import CloudField
+from cbm_dask.world._layout import BUILT, FIELD0, FOREST, ROAD, VERGE, WATER
+from cbm_dask.world._noise import derive_rng
 
 __all__ = [
     "BANDS",
