@@ -8,13 +8,13 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.cbm-installed
 SYSTEM_STAMP := $(VENV)/.cbm-system
 
-.PHONY: setup demo test test-fast test-random lint bench clean-services help
+.PHONY: setup demo test test-fast test-ordered lint bench clean-services help
 
 help:
 	@echo "make demo   - set up and run the demo on embedded defaults"
-	@echo "make test   - set up, lint and run the whole test suite"
+	@echo "make test   - set up, lint and run the whole test suite in random order"
 	@echo "make test-fast   - the tests that need no server, no real data and little time"
-	@echo "make test-random - the whole test suite once in random order"
+	@echo "make test-ordered - the whole test suite in file order"
 	@echo "make lint   - ruff and mypy"
 	@echo "make bench  - run the benchmarks (results go to docs/benchmarks.md by hand)"
 
@@ -38,14 +38,16 @@ demo: setup
 # Lanes: see tests/README.md.
 FAST := not services and not realdata and not slow
 
+# The whole suite in a random order (the seed is printed: rerun an order with
+# `pytest -p randomly --randomly-seed=N`); `test-ordered` keeps the file order.
 test: setup lint
+	$(BIN)/python -m pytest -p randomly
+
+test-ordered: setup
 	$(BIN)/python -m pytest
 
 test-fast: setup
 	$(BIN)/python -m pytest -m "$(FAST)"
-
-test-random: setup
-	$(BIN)/python -m pytest -p randomly
 
 lint: setup
 	$(BIN)/ruff check cbm_dask tests benchmarks
