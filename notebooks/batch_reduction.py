@@ -16,7 +16,7 @@
 from distributed import Client, LocalCluster
 
 from cbm_dask.extract import extract
-from cbm_dask.store.timeseries import parcel_time_series
+from cbm_dask.store import parcel_time_series
 
 client = Client(LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None))
 client
@@ -39,10 +39,9 @@ ndvi.round(3)
 
 # %%
 from cbm_dask.catalogue import read_images
-from cbm_dask.load.cube import load_cube
-from cbm_dask.load.gdal_env import capture_gdal_env
+from cbm_dask.load import capture_gdal_env, load_cube
 from cbm_dask.reduce import build_labels, zonal_stats
-from cbm_dask.store.parcels import read_dataset_parcels
+from cbm_dask.store import read_dataset_parcels
 
 parcels = read_dataset_parcels("demo_world")
 images = read_images(dataset="demo_world", collection="sentinel-2-l2a")
