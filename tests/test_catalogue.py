@@ -323,9 +323,13 @@ def test_pending_extractions_list_and_cube_from_rows(ireland_dataset: str) -> No
     with get_engine().begin() as conn:  # a second sync queues nothing new
         assert upsert_images(conn, [record], dataset_id=dataset_id).pending == 0
 
-    listed = list_images(ireland_dataset)
-    assert list(listed["item_id"]) == [record.item_id]
-    assert list(listed["extraction"]) == ["pending"] and listed["tile"][0] == "29UNU"
+    # images other modules catalogued over Ireland are listed too, without a unit here
+    listed = list_images(ireland_dataset).set_index("item_id")
+    assert far.item_id not in listed.index
+    assert listed.loc[record.item_id, "extraction"] == "pending"
+    assert listed.loc[record.item_id, "tile"] == "29UNU"
+    others = listed.drop(index=record.item_id)
+    assert others["extraction"].isna().all(), others
     assert list_images(ireland_dataset, collection="nothing").empty
 
     rows = read_images(dataset=ireland_dataset, status="pending")
@@ -337,8 +341,8 @@ def test_pending_extractions_list_and_cube_from_rows(ireland_dataset: str) -> No
 
     result = CliRunner().invoke(cli, ["catalogue", "list", "-d", ireland_dataset, "--json"])
     assert result.exit_code == 0, result.output
-    shown = json.loads(result.output)
-    assert shown[0]["item_id"] == record.item_id and shown[0]["extraction"] == "pending"
+    shown = {row["item_id"]: row for row in json.loads(result.output)}
+    assert shown[record.item_id]["extraction"] == "pending"
     table = CliRunner().invoke(cli, ["catalogue", "list", "-d", ireland_dataset])
     assert record.item_id[:20] in table.output and "pending" in table.output
 
