@@ -13,13 +13,17 @@ from cbm_dask.markers import (
     BareSoilParams,
     CoverageParams,
     EventTable,
+    MarkerResult,
+    MowingParams,
     ParcelSeries,
     SeriesParams,
     Status,
     VegPresenceParams,
     bare_soil,
+    coherence_evidence,
     coverage,
     fuse_confidence,
+    mowing,
     veg_presence,
     whittaker_smooth,
 )
@@ -307,3 +311,113 @@ def config_set(values: dict[str, object]):
 
     config.defaults()
     return dask.config.set({f"cbm.{k}": v for k, v in values.items()})
+
+
+# -- MOWING (§5.2) -----------------------------------------------------------------------
+MAY = every("2024-05-01", "2024-05-26", 5)
+
+
+def mow(dates: np.ndarray, *rows: Sequence[float], start: str = "2024-04-01",
+        end: str = "2024-07-31", **bands: np.ndarray) -> MarkerResult:
+    return mowing(ndvi_series(dates, *rows, **bands), start, end)
+
+
+def test_mowing_t1_positive() -> None:
+    events = mow(MAY, [0.70, 0.72, 0.74, 0.45, 0.50, 0.58]).events
+    assert len(events) == 1
+    assert (events.start[0], events.end[0]) == (D("2024-05-11"), D("2024-05-16"))
+    assert events.supporting_values[0, 0] - events.supporting_values[0, 1] == pytest.approx(0.29)
+    assert events.confidence[0] == pytest.approx(0.657, abs=5e-4)
+    assert events.sensor[0] == "S2"
+
+
+def test_mowing_t1_with_s1_coherence_rise() -> None:
+    dates = np.union1d(MAY, days("2024-05-08", "2024-05-14"))
+    ndvi = np.full(len(dates), np.nan)
+    ndvi[np.isin(dates, MAY)] = [0.70, 0.72, 0.74, 0.45, 0.50, 0.58]
+    coh = np.full(len(dates), np.nan)
+    coh[np.isin(dates, days("2024-05-08", "2024-05-14"))] = [0.30, 0.45]
+    events = mow(dates, ndvi, VVc=coh[None, :]).events
+    assert len(events) == 1
+    assert events.sensor[0] == "S2+S1"
+    assert events.confidence[0] == pytest.approx(0.793, abs=5e-4)
+    s1 = coherence_evidence(ndvi_series(dates, ndvi, VVc=coh[None, :]), 0.05, 0.75, 0.05)
+    assert np.nanmax(s1) == pytest.approx(0.475, abs=5e-4)
+
+
+@pytest.mark.parametrize("ndvi", [
+    [0.70, 0.72, 0.74, 0.45, 0.74, 0.75],  # T2 cloud dip: regrowth 0.058/day
+    [0.70, 0.72, 0.74, 0.63, 0.66, 0.70],  # T3 drop 0.11
+    [0.40, 0.42, 0.45, 0.30, 0.33, 0.38],  # T4 b = 0.45 < 0.5
+    [0.92, 0.93, 0.94, 0.80, 0.82, 0.85],  # T5 l = 0.80 > 0.75
+], ids=["T2", "T3", "T4", "T5"])
+def test_mowing_rejections(ndvi: list[float]) -> None:
+    assert len(mow(MAY, ndvi).events) == 0
+
+
+def test_mowing_t6_long_gap_is_clipped_and_flagged() -> None:
+    events = mow(days("2024-04-01", "2024-05-20", "2024-05-25"), [0.75, 0.45, 0.50]).events
+    assert len(events) == 1
+    assert (events.start[0], events.end[0]) == (D("2024-04-20"), D("2024-05-20"))
+    assert events.confidence[0] == pytest.approx(0.665, abs=5e-4)
+    assert events.records()[0].flags == ("wide_interval",)
+
+
+def test_mowing_t7_two_cuts_40_days_apart() -> None:
+    dates = every("2024-05-01", "2024-07-05", 5)
+    ndvi = [0.70, 0.72, 0.74, 0.45, 0.50, 0.58, 0.66, 0.72, 0.74, 0.76, 0.78, 0.45, 0.50,
+            0.58]
+    events = mow(dates, ndvi).events
+    assert events.end.tolist() == [D("2024-05-16"), D("2024-06-25")]
+
+
+def test_mowing_t8_cuts_20_days_apart_keep_the_more_confident() -> None:
+    dates = every("2024-05-01", "2024-06-10", 5)
+    ndvi = [0.70, 0.72, 0.74, 0.45, 0.55, 0.65, 0.72, 0.45, 0.50]
+    both = mow(dates, ndvi, start="2024-05-01", end="2024-06-10")
+    assert len(both.events) == 1
+    assert both.events.end.tolist() == [D("2024-05-16")]
+    assert both.events.confidence[0] == pytest.approx(0.657, abs=5e-4)
+    loose = mowing(ndvi_series(dates, ndvi), "2024-05-01", "2024-06-10",
+                   MowingParams.from_config(min_span=20))
+    assert loose.events.end.tolist() == [D("2024-05-16"), D("2024-06-05")]
+
+
+def t9_dates() -> np.ndarray:
+    return np.union1d(every("2024-04-01", "2024-07-31", 10), MAY)
+
+
+def test_mowing_t9_inputs_to_the_traffic_light() -> None:
+    # green: the T1 cut inside an observable 1 Apr - 31 Jul window
+    dates = t9_dates()
+    ndvi = np.where(np.arange(len(dates)) % 2 == 0, 0.70, 0.72)
+    ndvi[np.isin(dates, MAY)] = [0.70, 0.72, 0.74, 0.45, 0.50, 0.58]
+    ndvi[dates > D("2024-05-26")] = 0.68  # regrown
+    green = mow(dates, ndvi)
+    assert (len(green.events), green.status.tolist()) == (1, [Status.OK])
+    # red: flat 0.7 ± 0.02 every 10 days, observable, no cut
+    flat_dates = every("2024-04-01", "2024-07-31", 10)
+    flat = 0.70 + 0.02 * np.where(np.arange(len(flat_dates)) % 2 == 0, 1, -1)
+    red = mow(flat_dates, flat)
+    assert (len(red.events), red.status.tolist()) == (0, [Status.OK])
+    # yellow: the same with one 35-day gap
+    gap = days("2024-04-01", "2024-04-11", "2024-04-21", "2024-05-01", "2024-05-11",
+               "2024-06-15", "2024-06-25", "2024-07-05", "2024-07-15", "2024-07-25")
+    assert np.diff(gap).max() == np.timedelta64(35, "D")
+    yellow = mow(gap, 0.70 + 0.02 * np.where(np.arange(len(gap)) % 2 == 0, 1, -1))
+    assert (len(yellow.events), yellow.status.tolist()) == (0, [Status.NOT_VALID])
+
+
+def test_mowing_batch_matches_parcels_alone() -> None:
+    rows = [[0.70, 0.72, 0.74, 0.45, 0.50, 0.58], [0.70, 0.72, 0.74, 0.45, 0.74, 0.75],
+            [np.nan] * 6, [0.70, 0.72, 0.74, 0.45, np.nan, np.nan], [0.8, 0.6, 0.8, 0.6, 0.8, 0.6]]
+    batch = mow(MAY, *rows, start="2024-05-01", end="2024-05-26")
+    for i, row in enumerate(rows):
+        alone = mow(MAY, row, start="2024-05-01", end="2024-05-26")
+        mine = batch.events.of(f"p{i}")
+        np.testing.assert_array_equal(mine.start, alone.events.start)
+        np.testing.assert_array_equal(mine.end, alone.events.end)
+        np.testing.assert_allclose(mine.confidence, alone.events.confidence)
+        assert batch.status[i] == alone.status[0]
+    assert batch.status[2] == Status.NOT_VALID
+    assert batch.events.of("p3").records()[0].flags == ("no_regrowth_check",)

@@ -15,6 +15,7 @@ from cbm_dask.markers.events import (
     Status,
     fuse_confidence,
 )
+from cbm_dask.markers.mowing import MowingParams, coherence_evidence, mowing
 from cbm_dask.markers.series import ParcelSeries, SeriesParams, whittaker_smooth
 from cbm_dask.markers.soil import BareSoilParams, BareSoilState, bare_soil
 from cbm_dask.markers.vegetation import VegPresenceParams, veg_presence
@@ -37,4 +38,7 @@ __all__ = [
     "BareSoilParams",
     "BareSoilState",
     "bare_soil",
+    "MowingParams",
+    "mowing",
+    "coherence_evidence",
 ]
