@@ -22,8 +22,11 @@ from cbm_dask.markers import (
     bare_soil,
     coherence_evidence,
     coverage,
+    emergence,
     fuse_confidence,
+    harvest,
     mowing,
+    ploughing,
     veg_presence,
     whittaker_smooth,
 )
@@ -44,6 +47,17 @@ def ndvi_series(dates: np.ndarray, *rows: Sequence[float], **bands: np.ndarray) 
 
 def every(start: str, end: str, step: int) -> np.ndarray:
     return np.arange(D(start), D(end) + 1, step)
+
+
+def assert_batch_is_honest(batch: MarkerResult, alone: Sequence[MarkerResult]) -> None:
+    """Each parcel of ``batch`` has the events and status it has when run alone."""
+    for i, one in enumerate(alone):
+        mine = batch.events.of(batch.parcel_ids[i])
+        assert len(mine) == len(one.events)
+        for column in ("start", "end", "main_date", "flags", "sensor"):
+            np.testing.assert_array_equal(getattr(mine, column), getattr(one.events, column))
+        np.testing.assert_allclose(mine.confidence, one.events.confidence)
+        assert batch.status[i] == one.status[0]
 
 
 # -- COVERAGE (§5.0) ---------------------------------------------------------------------
@@ -198,13 +212,8 @@ def test_batch_gives_each_parcel_its_own_result() -> None:
     rows = [np.full(n, 0.3), np.linspace(0.2, 0.8, n), np.full(n, np.nan),
             np.where(np.arange(n) % 5 == 0, 0.5, np.nan), np.full(n, 0.36)]
     batch = veg_presence(ndvi_series(dates, *rows), "2024-04-01", "2024-09-30")
-    for i, row in enumerate(rows):
-        alone = veg_presence(ndvi_series(dates, row), "2024-04-01", "2024-09-30")
-        assert batch.status[i] == alone.status[0]
-        mine = batch.events.of(f"p{i}")
-        assert len(mine) == len(alone.events)
-        np.testing.assert_array_equal(mine.main_date, alone.events.main_date)
-        np.testing.assert_allclose(mine.confidence, alone.events.confidence)
+    assert_batch_is_honest(batch, [veg_presence(ndvi_series(dates, row), "2024-04-01",
+                                                "2024-09-30") for row in rows])
     assert batch.status.tolist() == [Status.OK, Status.OK, Status.NOT_VALID, Status.OK,
                                      Status.OK]
 
@@ -412,12 +421,164 @@ def test_mowing_batch_matches_parcels_alone() -> None:
     rows = [[0.70, 0.72, 0.74, 0.45, 0.50, 0.58], [0.70, 0.72, 0.74, 0.45, 0.74, 0.75],
             [np.nan] * 6, [0.70, 0.72, 0.74, 0.45, np.nan, np.nan], [0.8, 0.6, 0.8, 0.6, 0.8, 0.6]]
     batch = mow(MAY, *rows, start="2024-05-01", end="2024-05-26")
-    for i, row in enumerate(rows):
-        alone = mow(MAY, row, start="2024-05-01", end="2024-05-26")
-        mine = batch.events.of(f"p{i}")
-        np.testing.assert_array_equal(mine.start, alone.events.start)
-        np.testing.assert_array_equal(mine.end, alone.events.end)
-        np.testing.assert_allclose(mine.confidence, alone.events.confidence)
-        assert batch.status[i] == alone.status[0]
+    assert_batch_is_honest(batch, [mow(MAY, row, start="2024-05-01", end="2024-05-26")
+                                   for row in rows])
     assert batch.status[2] == Status.NOT_VALID
     assert batch.events.of("p3").records()[0].flags == ("no_regrowth_check",)
+
+
+# -- PLOUGHING (§5.4) --------------------------------------------------------------------
+def vegetated(ndvi: float) -> tuple[float, float, float, float]:
+    """Reflectances (B02, B04, B08, B11) of a canopy with this NDVI."""
+    b04 = 0.05
+    return (0.04, b04, b04 * (1 + ndvi) / (1 - ndvi), 0.20)
+
+
+def bare_with(ndvi: float, bsi: float) -> tuple[float, float, float, float]:
+    """Reflectances (B02, B04, B08, B11) with exactly this NDVI and BSI."""
+    b02, b04 = 0.08, 0.15
+    b08 = b04 * (1 + ndvi) / (1 - ndvi)
+    b11 = (b08 + b02) * (1 + bsi) / (1 - bsi) - b04
+    return (b02, b04, b08, b11)
+
+
+SEP = days("2024-09-01", "2024-09-06", "2024-09-11", "2024-09-16", "2024-10-06")
+
+
+def reflectance_batch(dates: np.ndarray, *parcels: Sequence[tuple[float, ...]]) -> ParcelSeries:
+    r = np.array(parcels, dtype=float)  # parcel, date, band
+    return ParcelSeries(parcel_ids=np.array([f"p{i}" for i in range(len(parcels))]),
+                        dates=dates, bands={name: r[:, :, i] for i, name in
+                                            enumerate(("B02", "B04", "B08", "B11"))})
+
+
+PLOUGHED = (vegetated(0.70), vegetated(0.68), bare_with(0.222, 0.189), bare_with(0.211, 0.190),
+            vegetated(0.30))
+
+
+def test_ploughing_confirmed_transition() -> None:
+    result = ploughing(reflectance_batch(SEP, PLOUGHED), "2024-09-01", "2024-10-31")
+    events = result.events
+    assert len(events) == 1
+    assert (events.start[0], events.end[0]) == (D("2024-09-06"), D("2024-09-11"))
+    assert events.confidence[0] == pytest.approx(0.94, abs=5e-3)
+    assert events.records()[0].flags == ()
+    assert result.status.tolist() == [Status.OK]
+
+
+def test_ploughing_single_bare_observation_is_weak() -> None:
+    single = (*PLOUGHED[:3], vegetated(0.65), PLOUGHED[4])
+    events = ploughing(reflectance_batch(SEP, single), "2024-09-01", "2024-10-31").events
+    assert len(events) == 1
+    assert events.confidence[0] == pytest.approx(0.49)
+    assert events.records()[0].flags == ("unconfirmed",)
+
+
+def test_ploughing_not_in_a_mowing_series() -> None:
+    mown = [vegetated(v) for v in (0.70, 0.72, 0.74, 0.45, 0.50, 0.58)]
+    assert len(ploughing(reflectance_batch(MAY, mown), "2024-05-01", "2024-05-31").events) == 0
+
+
+def test_ploughing_after_harvest_needs_no_vegetated_obs() -> None:
+    stubble = (vegetated(0.28), vegetated(0.27), bare_with(0.222, 0.189),
+               bare_with(0.211, 0.190), vegetated(0.30))
+    series = reflectance_batch(SEP, stubble, stubble)
+    assert len(ploughing(series, "2024-09-01", "2024-10-31").events) == 0
+    cut = EventTable.build("HARVEST", np.array(["p1"]), D("2024-08-25"), D("2024-08-30"),
+                           D("2024-08-30"), 0.9, "S2")
+    after = ploughing(series, "2024-09-01", "2024-10-31", harvest=cut).events
+    assert after.parcel_id.tolist() == ["p1"]
+    assert after.start.tolist() == [D("2024-09-06")]
+
+
+def test_ploughing_batch_matches_parcels_alone() -> None:
+    single = (*PLOUGHED[:3], vegetated(0.65), PLOUGHED[4])
+    parcels = [PLOUGHED, single, tuple(vegetated(0.7) for _ in SEP)]
+    batch = ploughing(reflectance_batch(SEP, *parcels), "2024-09-01", "2024-10-31")
+    assert_batch_is_honest(batch, [ploughing(reflectance_batch(SEP, parcel), "2024-09-01",
+                                             "2024-10-31") for parcel in parcels])
+    assert len(batch.events) == 2
+
+
+# -- HARVEST (§5.5) ----------------------------------------------------------------------
+HARVEST_DATES = days("2024-06-05", "2024-06-15", "2024-06-25", "2024-07-04", "2024-07-05",
+                     "2024-07-10", "2024-07-15", "2024-07-25")
+HARVEST_NDVI = [0.78, 0.70, 0.55, np.nan, 0.42, 0.24, 0.20, 0.18]
+HARVEST_COH = [np.nan, np.nan, np.nan, 0.35, np.nan, 0.62, np.nan, np.nan]
+
+
+def test_harvest_with_s1_confirmation() -> None:
+    series = ndvi_series(HARVEST_DATES, HARVEST_NDVI, VVc=np.array([HARVEST_COH]))
+    events = harvest(series, "2024-07-01", "2024-08-31").events
+    assert len(events) == 1
+    assert (events.start[0], events.end[0]) == (D("2024-07-05"), D("2024-07-10"))
+    assert events.sensor[0] == "S2+S1"
+    assert events.confidence[0] == pytest.approx(0.884, abs=5e-4)
+    s2_only = harvest(ndvi_series(HARVEST_DATES, HARVEST_NDVI), "2024-07-01", "2024-08-31")
+    assert s2_only.events.confidence[0] == pytest.approx(0.849, abs=5e-4)
+
+
+def test_harvest_absent_while_maize_stays_green() -> None:
+    dates = every("2024-06-01", "2024-08-31", 10)
+    result = harvest(ndvi_series(dates, np.full(len(dates), 0.75)), "2024-07-01", "2024-08-31")
+    assert len(result.events) == 0
+    assert result.status.tolist() == [Status.OK]
+
+
+def test_harvest_not_relevant_without_vegetation() -> None:
+    dates = every("2024-06-01", "2024-08-31", 10)
+    result = harvest(ndvi_series(dates, np.full(len(dates), 0.3), np.full(len(dates), np.nan)),
+                     "2024-07-01", "2024-08-31")
+    assert len(result.events) == 0
+    assert result.status.tolist() == [Status.NOT_EXECUTED, Status.NOT_VALID]
+
+
+# -- EMERGENCE (§5.6) --------------------------------------------------------------------
+SPRING = days("2024-04-01", "2024-04-10", "2024-04-20", "2024-04-30", "2024-05-05",
+              "2024-05-10", "2024-05-20")
+
+
+def test_emergence_green_up() -> None:
+    events = emergence(ndvi_series(SPRING, [0.15, 0.16, 0.18, 0.30, 0.38, 0.45, 0.62]),
+                       "2024-04-01", "2024-05-31").events
+    assert len(events) == 1
+    assert (events.start[0], events.end[0]) == (D("2024-04-30"), D("2024-05-05"))
+    assert events.main_date[0] == D("2024-05-03")
+    assert events.confidence[0] == pytest.approx(0.726, abs=5e-4)
+
+
+def test_emergence_ignores_a_single_spike() -> None:
+    dates = days("2024-04-01", "2024-04-10", "2024-04-20", "2024-04-30")
+    result = emergence(ndvi_series(dates, [0.15, 0.16, 0.40, 0.17]), "2024-04-01", "2024-04-30")
+    assert len(result.events) == 0
+
+
+def test_emergence_absent_when_all_low_and_observable() -> None:
+    dates = every("2024-04-01", "2024-05-31", 10)
+    result = emergence(ndvi_series(dates, np.full(len(dates), 0.3)), "2024-04-01", "2024-05-15")
+    assert len(result.events) == 0
+    assert result.status.tolist() == [Status.OK]
+
+
+def test_emergence_batch_matches_parcels_alone() -> None:
+    rows = [[0.15, 0.16, 0.18, 0.30, 0.38, 0.45, 0.62], [0.15, 0.16, 0.40, 0.17, 0.2, 0.5, 0.6],
+            [np.nan] * 7, [0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5]]
+    batch = emergence(ndvi_series(SPRING, *rows), "2024-04-01", "2024-05-31")
+    assert_batch_is_honest(batch, [emergence(ndvi_series(SPRING, row), "2024-04-01",
+                                             "2024-05-31") for row in rows])
+    assert batch.events.parcel_id.tolist() == ["p0", "p1"]
+    assert batch.status[2] == Status.NOT_VALID
+
+
+def test_harvest_batch_matches_parcels_alone() -> None:
+    rows = [HARVEST_NDVI, [0.78, 0.75, 0.74, np.nan, 0.72, 0.7, 0.7, 0.7], [np.nan] * 8,
+            [0.3] * 8]
+    coh = np.array([HARVEST_COH, HARVEST_COH, [np.nan] * 8, HARVEST_COH])
+
+    def run(i: Sequence[int]) -> MarkerResult:
+        series = ndvi_series(HARVEST_DATES, *[rows[k] for k in i], VVc=coh[list(i)])
+        return harvest(series, "2024-07-01", "2024-08-31")
+
+    batch = run(range(len(rows)))
+    assert_batch_is_honest(batch, [run([k]) for k in range(len(rows))])
+    assert batch.events.parcel_id.tolist() == ["p0"]

@@ -15,9 +15,16 @@ from cbm_dask.markers.events import (
     Status,
     fuse_confidence,
 )
+from cbm_dask.markers.harvest import EmergenceParams, HarvestParams, emergence, harvest
 from cbm_dask.markers.mowing import MowingParams, coherence_evidence, mowing
 from cbm_dask.markers.series import ParcelSeries, SeriesParams, whittaker_smooth
-from cbm_dask.markers.soil import BareSoilParams, BareSoilState, bare_soil
+from cbm_dask.markers.soil import (
+    BareSoilParams,
+    BareSoilState,
+    PloughingParams,
+    bare_soil,
+    ploughing,
+)
 from cbm_dask.markers.vegetation import VegPresenceParams, veg_presence
 
 __all__ = [
@@ -41,4 +48,10 @@ __all__ = [
     "MowingParams",
     "mowing",
     "coherence_evidence",
+    "PloughingParams",
+    "ploughing",
+    "HarvestParams",
+    "harvest",
+    "EmergenceParams",
+    "emergence",
 ]

@@ -8,6 +8,13 @@ import numpy as np
 
 from cbm_dask.markers.series import next_valid, previous_valid, take_dates
 
+NAT_DAY = np.datetime64("NaT", "D").astype("int64")
+
+
+def days_to_dates(days: np.ndarray) -> np.ndarray:
+    """Integer days since the epoch as ``datetime64[D]`` (``NAT_DAY`` becomes NaT)."""
+    return np.asarray(days, dtype="int64").astype("datetime64[D]")
+
 
 @dataclass(frozen=True)
 class Neighbours:

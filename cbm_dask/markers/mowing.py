@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from cbm_dask.markers._pairs import keep_separated, neighbours
+from cbm_dask.markers._pairs import NAT_DAY, days_to_dates, keep_separated, neighbours
 from cbm_dask.markers._params import params_from_config
 from cbm_dask.markers.coverage import CoverageParams, coverage
 from cbm_dask.markers.events import EventTable, MarkerResult, Sensor, Status, fuse_confidence
@@ -68,15 +68,7 @@ class MowingParams:
         return params_from_config(cls, "mowing", **overrides)
 
 
-_NAT_DAY = np.datetime64("NaT", "D").astype("int64")
-
-
-def days_to_dates(days: np.ndarray) -> np.ndarray:
-    """Integer days since the epoch as ``datetime64[D]`` (``_NAT_DAY`` becomes NaT)."""
-    return np.asarray(days, dtype="int64").astype("datetime64[D]")
-
-
-def coherence_evidence(series: ParcelSeries, rise: float, high: float,
+def coherence_evidence(series: ParcelSeries, rise: float, high: float | np.ndarray,
                        scale: float) -> np.ndarray:
     """Return the ``(parcel, date)`` S1 confidence of coherence increases (NaN: none).
 
@@ -149,7 +141,7 @@ def mowing(series: ParcelSeries, start: Any, end: Any,
         days_to_dates((s_day + e_day) // 2), confidence,
         np.where(np.isfinite(s1_conf), Sensor.S2_S1, Sensor.S2).astype(object),
         supporting_dates=days_to_dates(np.stack([near.day_before[rows, cols], e_day,
-                                           np.where(near.after[rows, cols] < 0, _NAT_DAY,
+                                           np.where(near.after[rows, cols] < 0, NAT_DAY,
                                                     near.day_after[rows, cols])], axis=1)),
         supporting_values=np.stack([b[rows, cols], low[rows, cols], n[rows, cols]], axis=1),
         flags=flags.astype(object))

@@ -182,7 +182,7 @@ class ParcelSeries:
 
     @property
     def vv_db(self) -> np.ndarray:
-        """VV backscatter in dB (10·log10 of the linear parcel mean; ≤ 0 → NaN)."""
+        """VV backscatter in dB (10·log10 of the linear parcel mean; ≤ 0 -> NaN)."""
         return _to_db(self.band("VVb"))
 
     @property
