@@ -582,3 +582,39 @@ def test_harvest_batch_matches_parcels_alone() -> None:
     batch = run(range(len(rows)))
     assert_batch_is_honest(batch, [run([k]) for k in range(len(rows))])
     assert batch.events.parcel_id.tolist() == ["p0"]
+
+
+def test_mowing_keeps_at_most_max_per_year_the_most_confident() -> None:
+    dates = every("2024-05-01", "2024-07-05", 5)
+    ndvi = [0.70, 0.72, 0.74, 0.45, 0.50, 0.58, 0.66, 0.72, 0.74, 0.76, 0.78, 0.45, 0.50,
+            0.58]
+    one = mowing(ndvi_series(dates, ndvi), "2024-04-01", "2024-07-31",
+                 MowingParams.from_config(max_per_year=1)).events
+    assert one.end.tolist() == [D("2024-06-25")]  # drop 0.33 beats drop 0.29
+
+
+def test_mowing_window_gap_exactly_at_g_max() -> None:
+    gap = mow(days("2024-05-01", "2024-05-06", "2024-05-11", "2024-05-31"), [0.7] * 4,
+              start="2024-05-01", end="2024-05-31")
+    assert gap.status.tolist() == [Status.OK]  # a gap of exactly 20 days
+    wider = mow(days("2024-05-01", "2024-05-06", "2024-05-11", "2024-06-01"), [0.7] * 4,
+                start="2024-05-01", end="2024-06-01")
+    assert wider.status.tolist() == [Status.NOT_VALID]  # 21 days
+
+
+def test_prepare_drops_implausible_observations() -> None:
+    dates = every("2024-05-01", "2024-05-11", 5)
+    series = ParcelSeries(parcel_ids=np.array(["a"]), dates=dates,
+                          bands={"B04": np.array([[0.05, -0.01, 0.05]]),
+                                 "B08": np.array([[0.40, 0.30, 0.0]])})
+    assert np.isfinite(series.prepare().ndvi[0]).tolist() == [True, False, False]
+    assert np.isnan(series.prepare().band("B04")[0, 1])
+
+
+def test_marker_result_frame_lists_events_and_undecided_parcels() -> None:
+    frame = mow(MAY, [0.70, 0.72, 0.74, 0.45, 0.50, 0.58], [np.nan] * 6,
+                start="2024-05-01", end="2024-05-26").to_frame()
+    assert frame["parcel_id"].tolist() == ["p0", "p1"]
+    assert frame["status"].tolist() == [Status.OK, Status.NOT_VALID]
+    assert frame["supporting_values"][0] == pytest.approx((0.74, 0.45, 0.50))
+    assert pd.isna(frame["start"][1])

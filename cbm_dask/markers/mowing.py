@@ -123,7 +123,8 @@ def mowing(series: ParcelSeries, start: Any, end: Any,
         candidate = (np.isfinite(low) & (near.before >= 0) & (b - low > p.drop)
                      & (b > p.before_min) & (low < p.after_max)
                      & ((near.after < 0) | (regrowth < p.regrowth_max)))
-        s2_conf = 1.0 - 0.5 * np.exp(-(b - low - p.drop) / low)
+        # the drop is scaled by l; l <= 0 (water, corrupted) would flip the sign
+        s2_conf = 1.0 - 0.5 * np.exp(-(b - low - p.drop) / np.maximum(low, 1e-3))
     wide = candidate & (near.day - near.day_before > p.max_interval)
     ev_start = np.where(wide, near.day - p.max_interval, near.day_before)
     kept = keep_separated(candidate, s2_conf, ev_start, near.day, p.min_span, p.max_per_year)
