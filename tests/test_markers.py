@@ -618,3 +618,14 @@ def test_marker_result_frame_lists_events_and_undecided_parcels() -> None:
     assert frame["status"].tolist() == [Status.OK, Status.NOT_VALID]
     assert frame["supporting_values"][0] == pytest.approx((0.74, 0.45, 0.50))
     assert pd.isna(frame["start"][1])
+
+
+def test_from_frames_joins_one_frame_per_parcel() -> None:
+    rows = signature_rows()
+    per_parcel = {pid: group.drop(columns="parcel_id")
+                  for pid, group in rows.groupby("parcel_id", sort=False)}
+    joined = ParcelSeries.from_frames(per_parcel)
+    direct = ParcelSeries.from_frame(rows)
+    assert joined.parcel_ids.tolist() == ["a", "b"]
+    np.testing.assert_array_equal(joined.ndvi, direct.ndvi)
+    np.testing.assert_array_equal(joined.clear_share, direct.clear_share)

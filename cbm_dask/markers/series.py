@@ -317,6 +317,17 @@ class ParcelSeries:
                    clear_share=grid_mean(clear, everywhere),
                    water_share=grid_mean(water, everywhere))
 
+    @classmethod
+    def from_frames(cls, frames: Mapping[Any, pd.DataFrame], *,
+                    scl_valid: Iterable[int] | None = None) -> ParcelSeries:
+        """Build a batch from one long frame per parcel id (e.g. ``parcel_time_series``)."""
+        if not frames:
+            raise InputError("frames=: no parcels given; pass {parcel_id: rows, ...}",
+                             parameter="frames")
+        rows = pd.concat([f.assign(parcel_id=pid) for pid, f in frames.items()],
+                         ignore_index=True)
+        return cls.from_frame(rows, scl_valid=scl_valid)
+
 
 def _to_db(linear: np.ndarray) -> np.ndarray:
     with np.errstate(invalid="ignore", divide="ignore"):
