@@ -33,6 +33,7 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"world"}),
     frozenset({"load"}),
     frozenset({"reduce"}),
+    frozenset({"markers"}),
     frozenset({"extract"}),
     frozenset({"demo"}),
     frozenset({"cli"}),
