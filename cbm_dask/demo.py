@@ -27,6 +27,7 @@ __all__ = [
     "demo_world",
     "find_lpis_samples",
     "load_lpis_samples",
+    "marker_summary",
     "ndvi_series",
     "real_imagery",
 ]
@@ -231,3 +232,59 @@ def ndvi_series(dataset: str, parcel_id: str) -> pd.Series:
     if nir is None or "B04" not in wide:
         return pd.Series(dtype="float64")
     return ((nir - wide["B04"]) / (nir + wide["B04"])).dropna()
+
+
+# Marker → the world's truth event it detects (VEG_PRESENCE is a state, not an event).
+_TRUE_EVENT = {"MOWING": "mowing", "HARVEST": "harvest", "PLOUGHING": "ploughing",
+               "EMERGENCE": "emergence"}
+
+
+def marker_summary(world: WorldSummary, dataset: str = WORLD_DATASET) -> list[dict[str, object]]:
+    """Run the marker detectors over every parcel of the demo world, beside its truth.
+
+    The stored series of all parcels are read, prepared as one batch and judged over
+    the world's season.  One row per marker: parcels with an event, events found,
+    parcels whose window could not be judged (``NOT_VALID``), and the events of that
+    kind in the world's ground truth (``truth/events.parquet``) for comparison.
+    """
+    import geopandas as gpd
+    import numpy as np
+    import pandas as pd
+
+    from cbm_dask.markers import (
+        ParcelSeries,
+        Status,
+        emergence,
+        harvest,
+        mowing,
+        ploughing,
+        veg_presence,
+    )
+    from cbm_dask.store.timeseries import parcel_time_series
+
+    ids = gpd.read_file(world.parcels_path, ignore_geometry=True)["parcel_id"].astype(str)
+    series = ParcelSeries.from_frames(
+        {pid: parcel_time_series(dataset, pid) for pid in ids}
+    ).prepare()
+    start, end = world.params.start, world.params.end
+    results = {
+        "VEG_PRESENCE": veg_presence(series, start, end),
+        "MOWING": mowing(series, start, end),
+        "HARVEST": harvest(series, start, end),
+        "PLOUGHING": ploughing(series, start, end),
+        "EMERGENCE": emergence(series, start, end),
+    }
+    truth = pd.read_parquet(world.truth_dir / "events.parquet")
+    rows: list[dict[str, object]] = []
+    for name, result in results.items():
+        found = np.asarray(result.events.parcel_id)
+        true = truth[truth["event"] == _TRUE_EVENT[name]] if name in _TRUE_EVENT else None
+        rows.append({
+            "marker": name,
+            "parcels with an event": int(np.unique(found).size),
+            "events": int(found.size),
+            "not judged": int((np.asarray(result.status) == Status.NOT_VALID).sum()),
+            "true events": "" if true is None else len(true),
+            "parcels with a true event": "" if true is None else int(true["parcel_id"].nunique()),
+        })
+    return rows

@@ -72,3 +72,28 @@ def test_batch_reduction_notebook_runs(demo_output: str) -> None:
     stats = namespace["stats"]
     assert set(stats["band"]) == {"B02", "B03", "B04", "B08"}
     assert stats.groupby(["time", "band"]).size().eq(200).all()
+
+
+def test_demo_shows_the_markers_beside_the_truth(demo_output: str) -> None:
+    """Step 9: the detectors over all 200 world parcels, with the truth's event counts."""
+    import pandas as pd
+
+    from cbm_dask import config
+
+    truth = pd.read_parquet(config.home() / "demo" / "world" / "truth" / "events.parquet")
+    section = demo_output.split("9. marker detections", 1)[1]
+    rows = {}
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.split("│")[1:-1]]
+        if cells and cells[0].isupper():
+            rows[cells[0]] = cells
+    assert set(rows) == {"VEG_PRESENCE", "MOWING", "HARVEST", "PLOUGHING", "EMERGENCE"}
+    # columns: marker, parcels with an event, events, not judged, true events, parcels
+    assert 0 < int(rows["VEG_PRESENCE"][1]) <= 200
+    for marker, event in [("MOWING", "mowing"), ("HARVEST", "harvest"),
+                          ("PLOUGHING", "ploughing"), ("EMERGENCE", "emergence")]:
+        true = truth[truth["event"] == event]
+        assert int(rows[marker][4]) == len(true) > 0
+        assert int(rows[marker][5]) == true["parcel_id"].nunique()
+        assert int(rows[marker][1]) <= int(rows[marker][2])
+    assert int(rows["MOWING"][1]) > 0 and int(rows["HARVEST"][1]) > 0

@@ -144,4 +144,11 @@ def demo(data_dir: Path) -> None:
             continue
         points = "  ".join(f"{d:%m-%d} {v:.2f}" for d, v in ndvi.items())
         console.print(f"[bold]{dataset} / {parcel_id}[/] ({label}):\n  {points}")
+
+    _step(9, "marker detections over every world parcel's series, beside the world's truth "
+             "(detectors only: no scheme rules or tuning yet)")
+    from cbm_dask.demo import marker_summary
+
+    print_table(f"markers on {WORLD_DATASET} ({world.params.start} to {world.params.end})",
+                marker_summary(world))
     console.rule("[bold]demo complete")
